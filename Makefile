@@ -1,0 +1,50 @@
+# hashbench — every target creates the environment on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch/torchvision releases the environment is built with (admitted by pyproject's ranges).
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+
+METHOD ?= all
+DATASET ?= digits
+PROTOCOL ?=
+BITS ?= 16,32,48
+SEEDS ?= 0
+EPOCHS ?=
+DEVICE ?= auto
+OUT ?= results/runs
+RUNS ?= results/runs
+REPORT ?= results/report
+
+.PHONY: setup bench test test-all list report clean-venv
+
+$(STAMP): pyproject.toml
+	@echo "hashbench: creating $(VENV) (first use; torch is large, this takes a few minutes)"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q $(TORCH_SPEC)
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create the virtual environment and install hashbench
+
+bench: $(STAMP)  ## train + evaluate METHOD (default: all) on DATASET (default: digits) and print the table
+	$(PY) -m benchmark run --method $(METHOD) --dataset $(DATASET) $(if $(PROTOCOL),--protocol $(PROTOCOL)) \
+		--bits $(BITS) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS)) --device $(DEVICE) --out $(OUT)
+
+test: $(STAMP)  ## the test suite (no GPU, no internet; slow benchmarks excluded)
+	$(PY) -m pytest
+
+test-all: $(STAMP)  ## tests including the slow ones
+	$(PY) -m pytest -m ''
+
+list: $(STAMP)
+	$(PY) -m benchmark list
+
+report: $(STAMP)  ## tables and figures from every run under RUNS
+	$(PY) -m benchmark report $(RUNS) --out $(REPORT)
+
+clean-venv:
+	rm -rf $(VENV)

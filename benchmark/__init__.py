@@ -1,0 +1,1 @@
+"""hashbench harness: composes methods × datasets, evaluates codes, stores and reports results."""

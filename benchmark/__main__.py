@@ -1,0 +1,4 @@
+"""``python -m benchmark``: see :mod:`benchmark.cli`."""
+from benchmark.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""Command line: ``python -m benchmark {run,evaluate,list,report}``.
+
+Bad input (unknown method/dataset/protocol/backbone, impossible bits, missing data or weights,
+a NaN loss) ends with one ``error:`` line and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+ERROR_EXIT = 2
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmark", description="hashbench: deep hashing benchmark harness")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="train + evaluate methods on a dataset, write run directories")
+    r.add_argument("--method", default="all", help="method name, comma list, or 'all' (default)")
+    r.add_argument("--dataset", default="digits")
+    r.add_argument("--protocol", default=None, help="named protocol (default: the dataset's default)")
+    r.add_argument("--bits", type=_ints, default=[16, 32, 48])
+    r.add_argument("--seeds", type=_ints, default=[0])
+    r.add_argument("--split-seed", type=int, default=0, help="seed of the protocol's split (fixed across methods)")
+    r.add_argument("--epochs", type=int, default=None)
+    r.add_argument("--backbone", default=None)
+    r.add_argument("--variant", default=None, help="named config variant of the method")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable)")
+    r.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    r.add_argument("--devices", type=int, default=1)
+    r.add_argument("--out", type=Path, default=Path("results/runs"))
+    r.add_argument("--data-root", default=None, help="data root (default: $HASHBENCH_DATA)")
+    r.add_argument("--no-speed", action="store_true", help="skip wall-clock speed measurements")
+    r.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
+
+    e = sub.add_parser("evaluate", help="recompute metrics of a run from its codes.npz (no retraining)")
+    e.add_argument("run_dirs", nargs="+", type=Path)
+
+    sub.add_parser("list", help="registered methods, datasets with protocols, backbones")
+
+    rep = sub.add_parser("report", help="aggregate run directories into tables and figures")
+    rep.add_argument("run_dirs", nargs="+", type=Path)
+    rep.add_argument("--out", type=Path, default=Path("results/report"))
+    rep.add_argument("--metric", default=None, help="metric for the main table (default: each dataset's mAP)")
+    return p
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    warnings.filterwarnings("ignore")
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+def cmd_run(args) -> int:
+    import methods
+    from benchmark import report
+    from benchmark.config import parse_overrides
+    from benchmark.runner import RunRequest, load_data, run_one
+
+    names = methods.available() if args.method == "all" else [m.strip() for m in args.method.split(",") if m.strip()]
+    for n in names:
+        cls = methods.get_method(n)
+        for b in args.bits:
+            cls.check_bits(b) if args.method != "all" else None
+    overrides = parse_overrides(args.overrides)
+    loaded = load_data(args.dataset, args.protocol, args.split_seed, args.data_root)
+    print(f"# {args.dataset} / {loaded.protocol.name}: " + ", ".join(f"{k} {v}" for k, v in loaded.split.sizes().items()),
+          file=sys.stderr)
+    frames, skipped = [], []
+    for name in names:
+        cls = methods.get_method(name)
+        for bits in args.bits:
+            try:
+                cls.check_bits(bits)
+            except ValueError as err:  # only reachable with --method all: skip what a method cannot produce
+                skipped.append(str(err))
+                continue
+            for seed in args.seeds:
+                req = RunRequest(method=name, dataset=args.dataset, protocol=loaded.protocol.name, bits=bits, seed=seed,
+                                 split_seed=args.split_seed, epochs=args.epochs, backbone=args.backbone,
+                                 variant=args.variant, overrides=overrides, device=args.device, devices=args.devices,
+                                 out_dir=args.out, data_root=args.data_root, speed=not args.no_speed,
+                                 progress=args.progress)
+                path, frame = run_one(req, loaded)
+                print(f"  {name:<12} {bits:>3} bits  seed {seed}  -> {path}", file=sys.stderr)
+                frames.append(frame)
+    for s in skipped:
+        print(f"  skipped: {s}", file=sys.stderr)
+    import pandas as pd
+
+    table = report.comparison_table(pd.concat(frames, ignore_index=True))
+    print(table)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    from benchmark import store
+    from benchmark.evaluate import evaluate
+    from benchmark.runner import inputs_from_npz
+
+    for run in args.run_dirs:
+        if not (run / "codes.npz").exists():
+            raise FileNotFoundError(f"{run} has no codes.npz (not a run directory)")
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        old = pd.read_csv(run / "metrics.csv")
+        with np.load(run / "codes.npz") as z:
+            inp = inputs_from_npz(z)
+        n_classes = inp.query_labels.shape[1]
+        rows = []
+        for bits, opts in cfg["evaluation_lengths"].items():
+            prefix = opts.get("prefix")
+            view = inp
+            if prefix is not None:
+                view = type(inp)(**{**inp.__dict__, "query": {**inp.query, "indices": inp.query["indices"][:, :prefix]},
+                                    "database": {**inp.database, "indices": inp.database["indices"][:, :prefix]}})
+            rows += evaluate(view, int(bits), cfg["map_at"], n_classes, int(old["seed"].iloc[0]), prefix=prefix, speed=False).rows
+        ctx = old.iloc[0][["method", "dataset", "protocol", "backbone", "seed", "config_hash", "hardware"]].to_dict()
+        ctx.update(git_revision=store.git_revision(), timestamp=store.now_stamp())
+        frame = store.metric_rows(ctx, rows)
+        out = run / f"metrics.recomputed-{store.now_stamp().replace(':', '')}.csv"
+        store.write_csv_atomic(frame, out)
+        print(f"{run}: {len(frame)} metric rows recomputed -> {out}")
+    return 0
+
+
+def cmd_list(_args) -> int:
+    import datasets
+    import methods
+    from methods.backbones import available_backbones
+
+    print("methods:")
+    for name in methods.available():
+        cls = methods.get_method(name)
+        print(f"  {name:<14} {cls.code_type:<9} {cls.description}")
+    print("datasets (protocols; * = default):")
+    for name in datasets.available():
+        spec = datasets.get_dataset(name)
+        protos = ", ".join(("*" if p == spec.default_protocol else "") + p for p in spec.protocols)
+        print(f"  {name:<14} {protos}")
+    print("backbones:")
+    print("  " + ", ".join(available_backbones()))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from benchmark import report
+
+    written = report.write_report(args.run_dirs, args.out, metric=args.metric)
+    for path in written:
+        print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    from datasets import MissingDataError
+    from methods.backbones import MissingWeightsError
+
+    from benchmark.train import NonFiniteLossError
+
+    handlers = {"run": cmd_run, "evaluate": cmd_evaluate, "list": cmd_list, "report": cmd_report}
+    try:
+        return handlers[args.command](args)
+    except (MissingDataError, MissingWeightsError, NonFiniteLossError, ValueError, FileNotFoundError) as err:
+        if os.environ.get("HASHBENCH_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return ERROR_EXIT
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,81 @@
+"""Resolving a method's hyperparameters: YAML defaults ← dataset ← variant ← command line.
+
+``methods/configs/<method>.yaml`` has the sections ``default``, ``datasets: {<name>: ...}`` and
+``variants: {<name>: ...}``. Keys in :data:`HARNESS_KEYS` drive the harness (training length,
+data pipeline); every other key is passed to the method's constructor.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "methods" / "configs"
+
+#: Keys the harness consumes itself, with their defaults.
+HARNESS_KEYS: dict[str, Any] = {
+    "epochs": 10,
+    "batch_size": 64,
+    "backbone": None,       # None: the dataset's default feature backbone (see benchmark.data)
+    "frozen": True,         # frozen-feature mode: backbone features computed once, cached, head trained
+    "pretrained": True,
+    "image_size": None,     # None: the backbone's own input size
+    "augment": False,
+    "num_workers": 0,
+    "sampler": "random",    # random | class_balanced
+    "classes_per_batch": None,
+    "images_per_class": 2,
+    "map_at": "protocol",   # mAP cutoff R: "protocol" (the protocol's standard R), "all", or an int
+}
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value parsed as YAML (so 1e-3, true, [1,2] and null work)."""
+    return yaml.safe_load(text)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}``; ValueError on an item without '='."""
+    out = {}
+    for item in pairs:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = parse_value(value)
+    return out
+
+
+def method_config_file(method: str) -> Path:
+    return CONFIG_DIR / f"{method}.yaml"
+
+
+def resolve_config(method: str, dataset: str, variant: str | None = None,
+                   overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The method's resolved hyperparameters for ``dataset`` (harness keys included).
+
+    Order of precedence, lowest first: :data:`HARNESS_KEYS`, the file's ``default``, its
+    ``datasets[dataset]``, its ``variants[variant]``, then ``overrides``. An unknown variant is a
+    ValueError listing the valid ones.
+    """
+    path = method_config_file(method)
+    spec = yaml.safe_load(path.read_text()) if path.exists() else {}
+    spec = spec or {}
+    cfg = copy.deepcopy(HARNESS_KEYS)
+    cfg.update(spec.get("default") or {})
+    cfg.update((spec.get("datasets") or {}).get(dataset) or {})
+    if variant:
+        variants = spec.get("variants") or {}
+        if variant not in variants:
+            raise ValueError(f"unknown variant {variant!r} for {method}; valid: {', '.join(sorted(variants)) or '(none)'}")
+        cfg.update(variants[variant] or {})
+    cfg.update(overrides or {})
+    return cfg
+
+
+def split_config(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(harness settings, method constructor kwargs)."""
+    harness = {k: cfg[k] for k in HARNESS_KEYS if k in cfg}
+    method = {k: v for k, v in cfg.items() if k not in HARNESS_KEYS}
+    return harness, method

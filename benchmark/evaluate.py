@@ -1,0 +1,258 @@
+"""Evaluation of one method's codes: which distance, metric variants and search backend each
+code type gets. Pure function of arrays (codes, embeddings, labels); knows no method or dataset.
+
+Quality metrics are computed from exact rankings (Hamming distance for ``binary`` codes,
+asymmetric lookup-table scores for ``additive`` codes, Euclidean distance for ``float``
+embeddings; ties handled by the declared tie policy), chunked over queries. Speed metrics time a
+real search backend against exhaustive float search (faiss ``IndexFlatL2``) over the reference
+features shared by every method of a table, single-threaded, best of N.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from benchmark.metrics import nmi as nmi_metrics
+from benchmark.metrics import ranking
+from benchmark.metrics import speed as speed_metrics
+from benchmark.search import additive as additive_search
+from benchmark.search import binary as binary_search
+from benchmark.search import flat as flat_search
+from benchmark.search import sparse as sparse_search
+from benchmark.search.timing import time_call
+
+#: The default mAP variant (the DeepHash/HashNet/DRQ convention, with random-order ties).
+DEFAULT_MAP = {"ties": "expected", "denominator": "relevant_retrieved", "empty": "zero"}
+#: Extra mAP variants written next to the default, for cross-suite comparison.
+MAP_VARIANTS = [
+    DEFAULT_MAP,
+    {"ties": "optimistic", "denominator": "relevant_retrieved", "empty": "zero"},
+    {"ties": "pessimistic", "denominator": "relevant_retrieved", "empty": "zero"},
+    {"ties": "expected", "denominator": "all_relevant", "empty": "zero"},
+    {"ties": "expected", "denominator": "min_k_all_relevant", "empty": "zero"},
+    {"ties": "expected", "denominator": "relevant_retrieved", "empty": "skip"},
+]
+PRECISION_KS = (1, 10, 100, 1000)
+PR_CUTOFFS = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
+SPARSE_KS = (1, 4, 16, 100)
+SPEED_K = 100
+
+
+@dataclass
+class EvalInputs:
+    """Everything evaluation needs, as numpy arrays.
+
+    ``query``/``database``: the code arrays of ``methods.base.CODE_KEYS[code_type]``;
+    ``code_state``: shared arrays (additive ``codebooks`` (M, K, D));
+    ``*_embedding``: the method's continuous embedding; ``*_features``: the reference features
+    for speed and recall (the same for every method on a dataset); ``query_in_database``: the
+    database index of each query (−1 when not in the database), for self-exclusion.
+    """
+
+    code_type: str
+    query: dict[str, np.ndarray]
+    database: dict[str, np.ndarray]
+    query_labels: np.ndarray
+    database_labels: np.ndarray
+    query_embedding: np.ndarray
+    database_embedding: np.ndarray
+    code_state: dict[str, np.ndarray] = field(default_factory=dict)
+    search_metric: str = "ip"
+    query_features: np.ndarray | None = None
+    database_features: np.ndarray | None = None
+    query_in_database: np.ndarray | None = None
+
+
+@dataclass
+class EvalResult:
+    """Metric rows ``(bits, metric, options, value)``, per-query arrays and curves."""
+
+    rows: list[tuple[int, str, dict[str, Any], float]] = field(default_factory=list)
+    per_query: dict[str, np.ndarray] = field(default_factory=dict)
+    curves: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, bits: int, metric: str, options: dict[str, Any], value: float) -> None:
+        self.rows.append((bits, metric, options, float(value)))
+
+
+def map_name(k: int | None) -> str:
+    """``map@all`` for the whole database, else ``map@<k>``."""
+    return "map@all" if k is None else f"map@{k}"
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def _sq_l2_scores(q: np.ndarray, db: np.ndarray) -> np.ndarray:
+    """−‖q − x‖² for every pair (higher is better)."""
+    d = (q * q).sum(1)[:, None] - 2.0 * q @ db.T + (db * db).sum(1)[None, :]
+    return -np.maximum(d, 0.0)
+
+
+def tie_groups(inp: EvalInputs, sl: slice, prefix: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Tie groups (n, r) of the exact ranking for the queries in ``sl`` (see ``benchmark.metrics.ranking``)."""
+    ql, dl = inp.query_labels[sl], inp.database_labels
+    excl = None if inp.query_in_database is None else inp.query_in_database[sl]
+    if inp.code_type == "binary":
+        return ranking.hamming_tie_groups(inp.query["bits"][sl], inp.database["bits"], ql, dl, self_exclusion=excl)
+    if inp.code_type == "additive":
+        scores = additive_search.lut_scores(inp.query["features"][sl], inp.code_state["codebooks"],
+                                            inp.database["indices"], m=prefix, metric=inp.search_metric)
+    elif inp.code_type == "float":
+        scores = _sq_l2_scores(inp.query["embedding"][sl].astype(np.float64), inp.database["embedding"].astype(np.float64))
+    else:
+        raise ValueError(f"no exact ranking for code type {inp.code_type!r}")
+    return ranking.score_tie_groups(scores, ql, dl, higher_is_better=True, self_exclusion=excl)
+
+
+def ranking_metrics(inp: EvalInputs, bits: int, map_at: int | None, prefix: int | None = None,
+                    chunk: int = 1000) -> EvalResult:
+    """mAP (every variant in :data:`MAP_VARIANTS`), P@k, R@k, PR curves and, for binary codes,
+    precision within Hamming radius 2, from the exact ranking of every query."""
+    res = EvalResult()
+    n_db = len(inp.database_labels)
+    ks = [k for k in PRECISION_KS if k <= n_db]
+    cutoffs = [c for c in PR_CUTOFFS if c <= n_db] + ([n_db] if n_db not in PR_CUTOFFS else [])
+    per_query: dict[str, list[np.ndarray]] = {}
+    radius_groups: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def keep(name: str, values: np.ndarray) -> None:
+        per_query.setdefault(name, []).append(np.asarray(values, dtype=np.float64))
+
+    for sl in _chunks(len(inp.query_labels), chunk):
+        n, r = tie_groups(inp, sl, prefix)
+        for opts in MAP_VARIANTS:
+            keep(f"ap|{_key(opts)}", ranking.average_precision(n, r, k=map_at, **opts))
+        for k in ks:
+            keep(f"p@{k}", ranking.precision_at_k(n, r, k))
+            keep(f"r@{k}", ranking.recall_at_k(n, r, k))
+        for c in cutoffs:
+            keep(f"pc@{c}", ranking.precision_at_k(n, r, c))
+            keep(f"rc@{c}", ranking.recall_at_k(n, r, c))
+        if inp.code_type == "binary":
+            keep("p@radius2", ranking.precision_within_radius(n, r, radius=2))
+            radius_groups.append((n, r))
+    pq = {k: np.concatenate(v) for k, v in per_query.items()}
+
+    for opts in MAP_VARIANTS:
+        values = pq[f"ap|{_key(opts)}"]
+        res.add(bits, map_name(map_at), opts, np.nanmean(values) if np.isfinite(values).any() else np.nan)
+    res.per_query[f"ap|{map_name(map_at)}"] = pq[f"ap|{_key(DEFAULT_MAP)}"]
+    for k in ks:
+        res.add(bits, f"precision@{k}", {"ties": "expected"}, pq[f"p@{k}"].mean())
+        res.add(bits, f"recall@{k}", {"ties": "expected"}, np.nanmean(pq[f"r@{k}"]))
+    res.curves["pr_rank"] = {
+        "cutoff": cutoffs,
+        "precision": [float(pq[f"pc@{c}"].mean()) for c in cutoffs],
+        "recall": [float(np.nanmean(pq[f"rc@{c}"])) for c in cutoffs],
+    }
+    if inp.code_type == "binary":
+        res.add(bits, "precision@radius2", {"empty": "zero"}, pq["p@radius2"].mean())
+        n = np.concatenate([g[0] for g in radius_groups])
+        r = np.concatenate([g[1] for g in radius_groups])
+        curve = ranking.precision_recall_by_radius(n, r)
+        res.curves["pr_radius"] = {k: np.asarray(v).tolist() for k, v in curve.items()}
+    return res
+
+
+def _key(opts: dict[str, Any]) -> str:
+    return ",".join(f"{k}={opts[k]}" for k in sorted(opts))
+
+
+def nmi_rows(inp: EvalInputs, bits: int, n_classes: int, seed: int) -> EvalResult:
+    """``nmi_kmeans`` on the query embeddings (k-means with one cluster per class); multi-label → NaN."""
+    res = EvalResult()
+    value = nmi_metrics.nmi_kmeans(inp.query_embedding, inp.query_labels, n_clusters=n_classes, seed=seed)
+    res.add(bits, "nmi_kmeans", {"on": "query_embedding"}, value)
+    return res
+
+
+def speed_metrics_rows(inp: EvalInputs, bits: int, prefix: int | None = None, k: int = SPEED_K,
+                       repeats: int = 3) -> EvalResult:
+    """Wall-clock speed-up of the code type's search backend over exhaustive float search on the
+    reference features (both top-k, 1 thread, best of ``repeats``), with the recall of the exact
+    top-k and the fast search's own P@k."""
+    res = EvalResult()
+    if inp.query_features is None or inp.database_features is None:
+        return res
+    n_db = len(inp.database_labels)
+    k = min(k, n_db)
+    qf = np.ascontiguousarray(inp.query_features, dtype=np.float32)
+    dbf = np.ascontiguousarray(inp.database_features, dtype=np.float32)
+    ref_t = time_call(lambda: flat_search.exact_knn(qf, dbf, k, metric="l2"), repeats=repeats, threads=1)
+    _, exact_ids = flat_search.exact_knn(qf, dbf, k, metric="l2")
+
+    backends: list[tuple[dict[str, Any], Any]] = []
+    if inp.code_type == "binary":
+        flat_index = binary_search.BinaryFlatIndex(inp.database["bits"])
+        backends.append(({"backend": "faiss_binary_flat"}, lambda: flat_index.search(inp.query["bits"], k)[1]))
+    elif inp.code_type == "additive":
+        books, idx, qx = inp.code_state["codebooks"], inp.database["indices"], inp.query["features"]
+        backends.append(({"backend": "lut"}, lambda: additive_search.lut_topk(
+            qx, books, idx, k, m=prefix, metric=inp.search_metric)[1]))
+    elif inp.code_type == "float":
+        emb_q = np.ascontiguousarray(inp.query["embedding"], dtype=np.float32)
+        emb_db = np.ascontiguousarray(inp.database["embedding"], dtype=np.float32)
+        backends.append(({"backend": "faiss_flat_l2"}, lambda: flat_search.exact_knn(emb_q, emb_db, k, metric="l2")[1]))
+    for opts, fn in backends:
+        t = time_call(fn, repeats=repeats, threads=1)
+        ids = fn()
+        opts = {**opts, "reference": "faiss_flat_l2_features", "threads": 1}
+        res.add(bits, f"speedup_wallclock@{k}", opts, ref_t["best_s"] / t["best_s"])
+        res.add(bits, f"search_seconds@{k}", opts, t["best_s"])
+        res.add(bits, f"recall_of_exact@{k}", opts, speed_metrics.recall_of_exact_topk(ids, exact_ids))
+        rel = _relevance_of(ids, inp.query_labels, inp.database_labels)
+        res.add(bits, f"precision@{k}", {"search": opts["backend"]}, rel.sum(1).mean() / k)
+    res.add(bits, f"search_seconds@{k}", {"backend": "faiss_flat_l2", "on": "features", "threads": 1}, ref_t["best_s"])
+    return res
+
+
+def _relevance_of(ids: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray) -> np.ndarray:
+    """0/1 relevance (shares ≥ 1 label) of retrieved ids (−1 = nothing, counted irrelevant)."""
+    valid = ids >= 0
+    shared = np.einsum("qc,qkc->qk", q_labels.astype(np.int32), db_labels[np.where(valid, ids, 0)].astype(np.int32))
+    return ((shared > 0) & valid).astype(np.int64)
+
+
+def sparse_metrics(inp: EvalInputs, bits: int, s: int, ks=SPARSE_KS) -> EvalResult:
+    """Hash-table lookup for sparse codes: P@k, hit rate and SUF per k (with expansion to ≥ k
+    candidates), re-ranked by the method's embedding; and ``nmi_buckets`` of the database table."""
+    res = EvalResult()
+    table = sparse_search.InvertedHashTable.build(inp.database["buckets"])
+    order = np.argsort(-inp.query["bucket_scores"], axis=1, kind="stable")
+    n_db = len(inp.database_labels)
+    for k in [k for k in ks if k <= n_db]:
+        out = sparse_search.search(table, order, s, k, inp.query_embedding, inp.database_embedding,
+                                   exclude=inp.query_in_database)
+        rel = _relevance_of(out.ids, inp.query_labels, inp.database_labels)
+        opts = {"rerank": "embedding", "s": s}
+        res.add(bits, f"precision@{k}", {**opts, "search": "hash_table"}, rel.sum(1).mean() / k)
+        res.add(bits, f"hit_rate@{k}", {**opts, "search": "hash_table"}, (rel.sum(1) > 0).mean())
+        res.add(bits, f"suf@{k}", opts, speed_metrics.search_speedup_factor(n_db, out.n_candidates))
+    labels = inp.database_labels.argmax(1) if (inp.database_labels.sum(1) == 1).all() else None
+    if labels is not None:
+        res.add(bits, "nmi_buckets", {"table": "database"}, nmi_metrics.nmi_buckets(inp.database["buckets"], labels))
+    return res
+
+
+def evaluate(inp: EvalInputs, bits: int, map_at: int | None, n_classes: int, seed: int,
+             prefix: int | None = None, speed: bool = True) -> EvalResult:
+    """All metrics for one code length of one run."""
+    total = EvalResult()
+    parts = []
+    if inp.code_type == "sparse":
+        parts.append(sparse_metrics(inp, bits, s=inp.database["buckets"].shape[1]))
+    else:
+        parts.append(ranking_metrics(inp, bits, map_at, prefix=prefix))
+        if speed:
+            parts.append(speed_metrics_rows(inp, bits, prefix=prefix))
+    parts.append(nmi_rows(inp, bits, n_classes, seed))
+    for p in parts:
+        total.rows += p.rows
+        total.per_query.update(p.per_query)
+        total.curves.update(p.curves)
+    return total

@@ -1,0 +1,260 @@
+"""One benchmark run: train a method on a dataset protocol, encode, evaluate, store.
+
+``run_one`` composes ``methods`` × ``datasets``: it resolves the config, loads and splits the
+data, builds the backbone (frozen-feature mode or fine-tuning), trains with Lightning (or fits a
+closed-form baseline), encodes query and database, evaluates every code length the method
+serves, and publishes the run directory atomically.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+
+import datasets as dataset_registry
+import methods as method_registry
+from benchmark import data as data_mod
+from benchmark import store
+from benchmark.config import resolve_config, split_config
+from benchmark.evaluate import DEFAULT_MAP, EvalInputs, evaluate, ranking_metrics, map_name
+from benchmark.train import encode_batches, fit
+from methods.backbones import build_backbone
+
+log = logging.getLogger("hashbench")
+
+
+@dataclass
+class RunRequest:
+    """What to run; ``None`` fields take the dataset's/config's defaults."""
+
+    method: str
+    dataset: str = "digits"
+    protocol: str | None = None
+    bits: int = 32
+    seed: int = 0
+    split_seed: int = 0
+    epochs: int | None = None
+    backbone: str | None = None
+    variant: str | None = None
+    overrides: dict[str, Any] | None = None
+    device: str = "auto"
+    devices: int = 1
+    out_dir: Path = Path("results/runs")
+    data_root: str | None = None
+    speed: bool = True
+    progress: bool = False
+
+
+@dataclass
+class LoadedData:
+    """A dataset loaded and split once, shared by every run of a bench loop."""
+
+    name: str
+    spec: Any
+    protocol: Any
+    data: Any
+    split: Any
+
+
+def load_data(dataset: str, protocol: str | None, split_seed: int, data_root: str | None) -> LoadedData:
+    """Load dataset ``dataset`` (MissingDataError if absent) and draw the protocol's split."""
+    spec = dataset_registry.get_dataset(dataset)
+    proto = spec.protocol(protocol)
+    data = spec.load(dataset_registry.data_root(data_root))
+    return LoadedData(dataset, spec, proto, data, proto.make_split(data, split_seed))
+
+
+def _map_cutoff(setting: Any, protocol, n_db: int) -> int | None:
+    if setting in (None, "protocol"):
+        return protocol.map_at
+    if setting == "all":
+        return None
+    return min(int(setting), n_db)
+
+
+def _query_in_database(split) -> np.ndarray | None:
+    """Database position of each query that is also a database item (−1 otherwise); None if disjoint."""
+    pos = {int(i): j for j, i in enumerate(split.database)}
+    where = np.array([pos.get(int(i), -1) for i in split.query], dtype=np.int64)
+    return where if (where >= 0).any() else None
+
+
+def _prefix_view(code_type: str, codes: dict[str, np.ndarray], prefix: int | None) -> dict[str, np.ndarray]:
+    if code_type == "additive" and prefix is not None:
+        return {**codes, "indices": codes["indices"][:, :prefix]}
+    return codes
+
+
+def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd.DataFrame]:
+    """Run one (method, dataset, protocol, bits, seed); returns (run directory, metrics table)."""
+    cls = method_registry.get_method(req.method)
+    cls.check_bits(req.bits)
+    loaded = loaded or load_data(req.dataset, req.protocol, req.split_seed, req.data_root)
+    data, split, proto = loaded.data, loaded.split, loaded.protocol
+    cfg = resolve_config(req.method, loaded.name, req.variant, req.overrides)
+    if req.epochs is not None:
+        cfg["epochs"] = int(req.epochs)
+    if req.backbone is not None:
+        cfg["backbone"] = req.backbone
+    harness, hparams = split_config(cfg)
+    backbone_name = harness["backbone"] or data_mod.default_backbone(data.kind)
+    frozen = bool(harness["frozen"]) or not cls.requires_training
+    device = "cuda" if (req.device in ("auto", "gpu") and torch.cuda.is_available()) else "cpu"
+
+    t0 = time.time()
+    feature_backbone = build_backbone(backbone_name, pretrained=harness["pretrained"], in_channels=data_mod.in_channels_of(data),
+                                      image_size=harness["image_size"], in_dim=data_mod.in_dim_of(data))
+    features = data_mod.compute_features(loaded.name, data, feature_backbone, device=device)
+    feature_seconds = time.time() - t0
+
+    pl.seed_everything(req.seed, workers=True)
+    if frozen:
+        method_backbone = build_backbone("identity", in_dim=features.shape[1])
+        item = lambda idx: torch.from_numpy(features[idx])  # noqa: E731
+    else:
+        method_backbone = build_backbone(backbone_name, pretrained=harness["pretrained"], in_channels=data_mod.in_channels_of(data),
+                                         image_size=harness["image_size"], in_dim=data_mod.in_dim_of(data))
+        item = lambda idx, aug=False: data_mod.ImageItems(data, idx, method_backbone.input_spec, augment=aug)  # noqa: E731
+    method = cls(bits=req.bits, n_classes=data.labels.shape[1], backbone=method_backbone, **hparams)
+
+    name = f"{store.now_stamp().replace(':', '')}_{req.method}_{loaded.name}_{proto.name}_{req.bits}b_s{req.seed}"
+    writer = store.RunWriter(Path(req.out_dir), name)
+    try:
+        bs = int(harness["batch_size"])
+        eval_loader = lambda idx: data_mod.make_loader(item(idx), data.labels[idx], max(bs, 256), False, req.seed)  # noqa: E731
+        train_info: dict[str, Any] = {}
+        t1 = time.time()
+        if cls.requires_training:
+            train_x = item(split.train) if frozen else item(split.train, aug=bool(harness["augment"]))
+            loader = data_mod.make_loader(train_x, data.labels[split.train], bs, True, req.seed, harness["sampler"],
+                                          harness["classes_per_batch"], harness["images_per_class"], harness["num_workers"])
+            method.on_training_data(data.labels[split.train])
+            score_fn = _validation_score_fn(method, eval_loader(split.val), eval_loader(split.train),
+                                            data.labels[split.val], data.labels[split.train], device) if len(split.val) else None
+            train_info = fit(method, loader, writer.path, int(harness["epochs"]), req.device, req.devices, score_fn,
+                             progress=req.progress)
+        else:
+            method.fit_closed_form(features[split.train], data.labels[split.train], req.seed)
+        train_seconds = time.time() - t1
+
+        q_codes, q_emb = encode_batches(method, eval_loader(split.query), device)
+        db_codes, db_emb = encode_batches(method, eval_loader(split.database), device)
+        method.to("cpu")
+        rows, per_query, curves = [], {}, {}
+        inputs = EvalInputs(
+            code_type=cls.code_type, query=q_codes, database=db_codes,
+            query_labels=data.labels[split.query], database_labels=data.labels[split.database],
+            query_embedding=q_emb, database_embedding=db_emb, code_state=method.code_state(),
+            search_metric=getattr(method, "search_metric", "ip"),
+            query_features=features[split.query], database_features=features[split.database],
+            query_in_database=_query_in_database(split))
+        map_at = _map_cutoff(harness["map_at"], proto, len(split.database))
+        for bits, opts in method.evaluation_lengths().items():
+            prefix = opts.get("prefix")
+            view = EvalInputs(**{**inputs.__dict__, "query": _prefix_view(cls.code_type, q_codes, prefix),
+                                 "database": _prefix_view(cls.code_type, db_codes, prefix)})
+            res = evaluate(view, bits, map_at, data.labels.shape[1], req.seed, prefix=prefix, speed=req.speed)
+            rows += res.rows
+            per_query.update({f"{k}|bits={bits}": v for k, v in res.per_query.items()})
+            curves[str(bits)] = res.curves
+        rows.append((req.bits, "train_seconds", {}, train_seconds))
+        rows.append((req.bits, "feature_seconds", {"cached": "see log"}, feature_seconds))
+
+        context = {
+            "method": req.method, "dataset": loaded.name, "protocol": proto.name,
+            "backbone": f"{backbone_name}{'' if not frozen else '(frozen)'}", "seed": req.seed,
+            "git_revision": store.git_revision(), "config_hash": store.config_hash(cfg),
+            "hardware": store.hardware_description(device), "timestamp": store.now_stamp(),
+        }
+        metrics = store.metric_rows(context, rows)
+        if not np.isfinite(metrics["value"].to_numpy(dtype=float)).any():
+            raise RuntimeError("no finite metric was produced")
+        writer.write_yaml("config.yaml", {
+            "request": {k: (str(v) if isinstance(v, Path) else v) for k, v in req.__dict__.items()},
+            "resolved": cfg, "backbone": backbone_name, "frozen": frozen, "code_type": cls.code_type,
+            "map_at": map_at, "evaluation_lengths": {int(b): dict(o) for b, o in method.evaluation_lengths().items()},
+            "map_variant_default": DEFAULT_MAP, "training": train_info,
+            "data_source": data.source, "device": device})
+        writer.write_json("split.json", {"protocol": proto.name, "description": proto.description,
+                                         "split_seed": req.split_seed, "sizes": split.sizes(), "sha256": split.sha256()})
+        writer.write_frame("metrics.csv", metrics)
+        writer.write_json("curves.json", curves)
+        writer.write_npz("per_query.npz", **per_query)
+        writer.write_npz("codes.npz", **codes_npz(cls.code_type, q_codes, db_codes, inputs, method))
+        path = writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return path, metrics
+
+
+def codes_npz(code_type: str, q: dict, db: dict, inp: EvalInputs, method) -> dict[str, np.ndarray]:
+    """The arrays of ``codes.npz``: ``query_codes``, ``database_codes``, ``query_labels``,
+    ``database_labels`` (0/1), plus what recomputing every metric needs (code type, additive
+    ``codebooks`` and query ``query_features``, sparse ``query_bucket_scores``, embeddings)."""
+    main = {"binary": "bits", "sparse": "buckets", "additive": "indices", "float": "embedding"}[code_type]
+    out = {
+        "code_type": np.array(code_type), "query_codes": q[main], "database_codes": db[main],
+        "query_labels": inp.query_labels, "database_labels": inp.database_labels,
+        "search_metric": np.array(inp.search_metric),
+    }
+    if code_type != "float":
+        out["query_embedding"], out["database_embedding"] = inp.query_embedding, inp.database_embedding
+    for k, v in q.items():
+        if k != main:
+            out[f"query_{k}"] = v
+    for k, v in db.items():
+        if k != main and k != "features":
+            out[f"database_{k}"] = v
+    out.update(method.code_state())
+    if inp.query_in_database is not None:
+        out["query_in_database"] = inp.query_in_database
+    return out
+
+
+def inputs_from_npz(z) -> EvalInputs:
+    """Rebuild :class:`EvalInputs` (without speed features) from a run's ``codes.npz``."""
+    code_type = str(z["code_type"])
+    main = {"binary": "bits", "sparse": "buckets", "additive": "indices", "float": "embedding"}[code_type]
+    q = {main: z["query_codes"]}
+    db = {main: z["database_codes"]}
+    for key in z.files:
+        if key.startswith("query_") and key not in ("query_codes", "query_labels", "query_embedding", "query_in_database"):
+            q[key[len("query_"):]] = z[key]
+        if key.startswith("database_") and key not in ("database_codes", "database_labels", "database_embedding"):
+            db[key[len("database_"):]] = z[key]
+    emb_q = z["query_embedding"] if "query_embedding" in z.files else z["query_codes"]
+    emb_db = z["database_embedding"] if "database_embedding" in z.files else z["database_codes"]
+    state = {"codebooks": z["codebooks"]} if "codebooks" in z.files else {}
+    return EvalInputs(code_type=code_type, query=q, database=db, query_labels=z["query_labels"],
+                      database_labels=z["database_labels"], query_embedding=emb_q, database_embedding=emb_db,
+                      code_state=state, search_metric=str(z["search_metric"]),
+                      query_in_database=z["query_in_database"] if "query_in_database" in z.files else None)
+
+
+def _validation_score_fn(method, val_loader, train_loader, val_labels, train_labels, device):
+    """mAP@all (default variant) of validation codes against training codes, for model selection."""
+    def score(m) -> float:
+        q_codes, q_emb = encode_batches(m, val_loader, device)
+        db_codes, db_emb = encode_batches(m, train_loader, device)
+        m.train()
+        inp = EvalInputs(code_type=m.code_type, query=q_codes, database=db_codes, query_labels=val_labels,
+                         database_labels=train_labels, query_embedding=q_emb, database_embedding=db_emb,
+                         code_state=m.code_state(), search_metric=getattr(m, "search_metric", "ip"))
+        if m.code_type == "sparse":
+            from benchmark.evaluate import sparse_metrics
+            res = sparse_metrics(inp, m.bits, s=db_codes["buckets"].shape[1], ks=(1,))
+            return next(v for _, name, _, v in res.rows if name == "precision@1")
+        top = max(m.evaluation_lengths())
+        prefix = m.evaluation_lengths()[top].get("prefix")
+        inp.query, inp.database = _prefix_view(m.code_type, q_codes, prefix), _prefix_view(m.code_type, db_codes, prefix)
+        res = ranking_metrics(inp, top, None, prefix=prefix)
+        return next(v for _, name, opts, v in res.rows if name == map_name(None) and opts == DEFAULT_MAP)
+    return score

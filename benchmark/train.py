@@ -1,0 +1,102 @@
+"""Training with Lightning: the Trainer, validation-split model selection, and a NaN guard."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+
+VAL_METRIC = "val/map"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the run is stopped and nothing is kept."""
+
+
+class NonFiniteLossGuard(Callback):
+    """Stops training at the first non-finite loss returned by ``training_step``."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and torch.is_tensor(loss) and not torch.isfinite(loss).all():
+            raise NonFiniteLossError(f"non-finite loss {loss.item()} at step {trainer.global_step}")
+
+
+class ValidationRetrieval(Callback):
+    """Logs ``val/map``: mAP@all (default variant) of the validation split's codes searched
+    against the training split's codes, every ``every`` epochs. Model selection uses this,
+    never the queries. ``score_fn(method) -> float`` is supplied by the runner."""
+
+    def __init__(self, score_fn: Callable[[pl.LightningModule], float], every: int = 1) -> None:
+        self.score_fn, self.every = score_fn, max(1, int(every))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
+        if (trainer.current_epoch + 1) % self.every and not last:
+            return
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            value = float(self.score_fn(pl_module))
+        finally:
+            pl_module.train(was_training)
+        pl_module.log(VAL_METRIC, value if math.isfinite(value) else 0.0, prog_bar=True)
+
+
+def accelerator_for(device: str) -> str:
+    """Lightning accelerator name for ``--device auto|cpu|gpu``."""
+    if device == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if device == "gpu" and not torch.cuda.is_available():
+        raise RuntimeError("--device gpu was requested but no CUDA device is available")
+    return device
+
+
+def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, device: str, devices: int,
+        score_fn: Callable[[pl.LightningModule], float] | None, val_every: int = 1,
+        progress: bool = True) -> dict[str, Any]:
+    """Train ``method`` for ``epochs`` epochs; keep the checkpoint with the best validation mAP
+    and load it back. Returns ``{"best_score", "best_epoch_ckpt", "accelerator"}``."""
+    accelerator = accelerator_for(device)
+    callbacks: list[Callback] = [NonFiniteLossGuard()]
+    ckpt = None
+    if score_fn is not None:
+        callbacks.append(ValidationRetrieval(score_fn, val_every))
+        ckpt = ModelCheckpoint(dirpath=run_path / "checkpoints", filename="best-{epoch}", monitor=VAL_METRIC,
+                               mode="max", save_top_k=1, save_on_train_epoch_end=True)
+        callbacks.append(ckpt)
+    trainer = pl.Trainer(
+        max_epochs=epochs, accelerator=accelerator, devices=devices if accelerator != "cpu" else 1,
+        logger=CSVLogger(str(run_path), name="logs", version=""), callbacks=callbacks,
+        enable_checkpointing=ckpt is not None, deterministic=accelerator == "cpu",
+        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(method, train_dataloaders=train_loader)
+    best = None
+    if ckpt is not None and ckpt.best_model_path:
+        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)
+        method.load_state_dict(state["state_dict"])
+        best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
+    return {"best_score": best, "best_checkpoint": ckpt.best_model_path if ckpt else None,
+            "accelerator": accelerator, "global_step": int(trainer.global_step)}
+
+
+def encode_batches(method, loader, device: str = "cpu") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Codes (``method.encode``) and embeddings (``method.embed``) of every item, in order."""
+    method.eval()
+    method.to(device)
+    codes: dict[str, list[np.ndarray]] = {}
+    embs = []
+    with torch.inference_mode():
+        for x, _ in loader:
+            x = x.to(device)
+            for k, v in method.encode(x).items():
+                codes.setdefault(k, []).append(v.detach().cpu().numpy())
+            embs.append(method.embed(x).detach().float().cpu().numpy())
+    return {k: np.concatenate(v) for k, v in codes.items()}, np.concatenate(embs)

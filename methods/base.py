@@ -1,0 +1,110 @@
+"""The one interface every hashing method implements.
+
+A method is a ``LightningModule`` that declares its **code type** and implements two things:
+
+* ``embed(x)``: the continuous representation the codes quantise (used for k-means NMI and,
+  for sparse codes, for re-ranking);
+* ``encode(x)``: the codes of a batch, as a dict of tensors whose keys depend on the code type
+  (see :data:`CODE_KEYS`).
+
+The harness (``benchmark/``) picks distances, metric variants and the search backend from
+``code_type``; a method never evaluates itself. Classical baselines (LSH, ITQ, PQ, RQ, the float
+embedding) implement the same interface with ``requires_training = False`` and fit in closed
+form on features through :meth:`HashingMethod.fit_closed_form`.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+BINARY = "binary"
+SPARSE = "sparse"
+ADDITIVE = "additive"
+FLOAT = "float"
+
+#: Per-item arrays that ``encode`` returns, by code type.
+CODE_KEYS: dict[str, tuple[str, ...]] = {
+    # ±1 int8 bits, (B, K)
+    BINARY: ("bits",),
+    # active bucket ids (B, s) int64, and the continuous per-bucket scores (B, d) that order a
+    # query's buckets (best first) for lookup and expansion
+    SPARSE: ("buckets", "bucket_scores"),
+    # codebook indices (B, M) int64 into ``code_state()["codebooks"]`` (M, K, D), and the
+    # un-quantised feature (B, D) used on the query side of asymmetric search
+    ADDITIVE: ("indices", "features"),
+    # a float embedding searched exhaustively (the "no hashing" reference)
+    FLOAT: ("embedding",),
+}
+
+
+class UnsupportedBitsError(ValueError):
+    """A method was asked for a code length it cannot produce."""
+
+
+class HashingMethod(pl.LightningModule):
+    """Base class of every registered method.
+
+    Subclasses set ``name``, ``code_type`` and (for closed-form baselines)
+    ``requires_training = False``, and implement :meth:`embed` and :meth:`encode`.
+    Trainable methods implement ``training_step`` and ``configure_optimizers`` as any
+    LightningModule; the harness's Trainer drives them.
+    """
+
+    name: ClassVar[str] = ""
+    code_type: ClassVar[str] = ""
+    requires_training: ClassVar[bool] = True
+    description: ClassVar[str] = ""
+
+    def __init__(self, bits: int, n_classes: int, backbone: nn.Module, **hparams: Any) -> None:
+        super().__init__()
+        self.check_bits(bits)
+        self.bits = int(bits)
+        self.n_classes = int(n_classes)
+        self.backbone = backbone
+        self.hparams_dict = dict(hparams)
+
+    # ----------------------------------------------------------------- code lengths
+    @classmethod
+    def check_bits(cls, bits: int) -> None:
+        """Raise :class:`UnsupportedBitsError` when ``bits`` cannot be produced (default: any ≥ 1)."""
+        if int(bits) < 1:
+            raise UnsupportedBitsError(f"{cls.name}: bits must be a positive integer, got {bits}")
+
+    def evaluation_lengths(self) -> dict[int, dict[str, Any]]:
+        """Code lengths the harness evaluates from this one trained model, with options for each.
+
+        Default: just ``self.bits``. Additive methods whose every prefix is a valid code (DRQ)
+        return ``{bits_m: {"prefix": m}}`` for each prefix length m.
+        """
+        return {self.bits: {}}
+
+    # ----------------------------------------------------------------- interface
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Continuous embedding of a batch (B, D)."""
+        raise NotImplementedError
+
+    def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Codes of a batch: a dict with the keys ``CODE_KEYS[self.code_type]``."""
+        raise NotImplementedError
+
+    def code_state(self) -> dict[str, np.ndarray]:
+        """Arrays shared by all codes (additive: ``{"codebooks": (M, K, D)}``); default none."""
+        return {}
+
+    def on_training_data(self, labels: np.ndarray) -> None:
+        """Called by the harness before training with the training set's 0/1 labels (N, C).
+
+        For statistics a method's loss needs from the whole training set (e.g. HashNet's
+        similar-pair ratio). Default: nothing.
+        """
+
+    def fit_closed_form(self, features: np.ndarray, labels: np.ndarray, seed: int) -> None:
+        """Fit a non-trainable method on training features (N, D) and 0/1 labels (N, C)."""
+        raise NotImplementedError(f"{self.name} is trained by the Lightning Trainer, not in closed form")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - Lightning convention
+        return self.embed(x)
