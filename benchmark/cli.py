@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _quiet_libraries() -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     warnings.filterwarnings("ignore")
-    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric", "faiss", "faiss.loader"):
         logging.getLogger(name).setLevel(logging.ERROR)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
@@ -127,11 +127,7 @@ def cmd_evaluate(args) -> int:
         rows = []
         for bits, opts in cfg["evaluation_lengths"].items():
             prefix = opts.get("prefix")
-            view = inp
-            if prefix is not None:
-                view = type(inp)(**{**inp.__dict__, "query": {**inp.query, "indices": inp.query["indices"][:, :prefix]},
-                                    "database": {**inp.database, "indices": inp.database["indices"][:, :prefix]}})
-            rows += evaluate(view, int(bits), cfg["map_at"], n_classes, int(old["seed"].iloc[0]), prefix=prefix, speed=False).rows
+            rows += evaluate(inp, int(bits), cfg["map_at"], n_classes, int(old["seed"].iloc[0]), prefix=prefix, speed=False).rows
         ctx = old.iloc[0][["method", "dataset", "protocol", "backbone", "seed", "config_hash", "hardware"]].to_dict()
         ctx.update(git_revision=store.git_revision(), timestamp=store.now_stamp())
         frame = store.metric_rows(ctx, rows)

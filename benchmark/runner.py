@@ -86,12 +86,6 @@ def _query_in_database(split) -> np.ndarray | None:
     return where if (where >= 0).any() else None
 
 
-def _prefix_view(code_type: str, codes: dict[str, np.ndarray], prefix: int | None) -> dict[str, np.ndarray]:
-    if code_type == "additive" and prefix is not None:
-        return {**codes, "indices": codes["indices"][:, :prefix]}
-    return codes
-
-
 def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd.DataFrame]:
     """Run one (method, dataset, protocol, bits, seed); returns (run directory, metrics table)."""
     cls = method_registry.get_method(req.method)
@@ -114,7 +108,7 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
     features = data_mod.compute_features(loaded.name, data, feature_backbone, device=device)
     feature_seconds = time.time() - t0
 
-    pl.seed_everything(req.seed, workers=True)
+    pl.seed_everything(req.seed, workers=True, verbose=False)
     if frozen:
         method_backbone = build_backbone("identity", in_dim=features.shape[1])
         item = lambda idx: torch.from_numpy(features[idx])  # noqa: E731
@@ -157,10 +151,8 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
             query_in_database=_query_in_database(split))
         map_at = _map_cutoff(harness["map_at"], proto, len(split.database))
         for bits, opts in method.evaluation_lengths().items():
-            prefix = opts.get("prefix")
-            view = EvalInputs(**{**inputs.__dict__, "query": _prefix_view(cls.code_type, q_codes, prefix),
-                                 "database": _prefix_view(cls.code_type, db_codes, prefix)})
-            res = evaluate(view, bits, map_at, data.labels.shape[1], req.seed, prefix=prefix, speed=req.speed)
+            prefix = opts.get("prefix")  # additive codes: evaluate the first `prefix` steps
+            res = evaluate(inputs, bits, map_at, data.labels.shape[1], req.seed, prefix=prefix, speed=req.speed)
             rows += res.rows
             per_query.update({f"{k}|bits={bits}": v for k, v in res.per_query.items()})
             curves[str(bits)] = res.curves
@@ -254,7 +246,6 @@ def _validation_score_fn(method, val_loader, train_loader, val_labels, train_lab
             return next(v for _, name, _, v in res.rows if name == "precision@1")
         top = max(m.evaluation_lengths())
         prefix = m.evaluation_lengths()[top].get("prefix")
-        inp.query, inp.database = _prefix_view(m.code_type, q_codes, prefix), _prefix_view(m.code_type, db_codes, prefix)
         res = ranking_metrics(inp, top, None, prefix=prefix)
         return next(v for _, name, opts, v in res.rows if name == map_name(None) and opts == DEFAULT_MAP)
     return score
