@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--devices", type=int, default=1)
     r.add_argument("--out", type=Path, default=Path("results/runs"))
     r.add_argument("--data-root", default=None, help="data root (default: $HASHBENCH_DATA)")
+    r.add_argument("--download", action="store_true", help="let torchvision download a dataset that supports it")
     r.add_argument("--no-speed", action="store_true", help="skip wall-clock speed measurements")
     r.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
 
@@ -77,7 +78,7 @@ def cmd_run(args) -> int:
         for b in args.bits:
             cls.check_bits(b) if args.method != "all" else None
     overrides = parse_overrides(args.overrides)
-    loaded = load_data(args.dataset, args.protocol, args.split_seed, args.data_root)
+    loaded = load_data(args.dataset, args.protocol, args.split_seed, args.data_root, args.download)
     print(f"# {args.dataset} / {loaded.protocol.name}: " + ", ".join(f"{k} {v}" for k, v in loaded.split.sizes().items()),
           file=sys.stderr)
     frames, skipped = [], []

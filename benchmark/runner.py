@@ -7,6 +7,7 @@ serves, and publishes the run directory atomically.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from dataclasses import dataclass
@@ -63,11 +64,12 @@ class LoadedData:
     split: Any
 
 
-def load_data(dataset: str, protocol: str | None, split_seed: int, data_root: str | None) -> LoadedData:
+def load_data(dataset: str, protocol: str | None, split_seed: int, data_root: str | None,
+              download: bool = False) -> LoadedData:
     """Load dataset ``dataset`` (MissingDataError if absent) and draw the protocol's split."""
     spec = dataset_registry.get_dataset(dataset)
     proto = spec.protocol(protocol)
-    data = spec.load(dataset_registry.data_root(data_root))
+    data = spec.load(dataset_registry.data_root(data_root), download=download)
     return LoadedData(dataset, spec, proto, data, proto.make_split(data, split_seed))
 
 
@@ -116,7 +118,13 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
         method_backbone = build_backbone(backbone_name, pretrained=harness["pretrained"], in_channels=data_mod.in_channels_of(data),
                                          image_size=harness["image_size"], in_dim=data_mod.in_dim_of(data))
         item = lambda idx, aug=False: data_mod.ImageItems(data, idx, method_backbone.input_spec, augment=aug)  # noqa: E731
-    method = cls(bits=req.bits, n_classes=data.labels.shape[1], backbone=method_backbone, **hparams)
+    extra: dict[str, Any] = {}
+    if "class_vectors" in inspect.signature(cls.__init__).parameters and "class_vectors" not in hparams:
+        from datasets.wordvec import class_word_vectors
+
+        extra["class_vectors"] = class_word_vectors(loaded.name, dataset_registry.data_root(req.data_root),
+                                                    data.labels.shape[1])
+    method = cls(bits=req.bits, n_classes=data.labels.shape[1], backbone=method_backbone, **hparams, **extra)
 
     name = f"{store.now_stamp().replace(':', '')}_{req.method}_{loaded.name}_{proto.name}_{req.bits}b_s{req.seed}"
     writer = store.RunWriter(Path(req.out_dir), name)
@@ -173,7 +181,8 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
             "resolved": cfg, "backbone": backbone_name, "frozen": frozen, "code_type": cls.code_type,
             "map_at": map_at, "evaluation_lengths": {int(b): dict(o) for b, o in method.evaluation_lengths().items()},
             "map_variant_default": DEFAULT_MAP, "training": train_info,
-            "data_source": data.source, "device": device})
+            "data_source": data.source, "device": device,
+            "class_vectors": None if "class_vectors" not in extra else ("word_vectors" if extra["class_vectors"] is not None else "none")})
         writer.write_json("split.json", {"protocol": proto.name, "description": proto.description,
                                          "split_seed": req.split_seed, "sizes": split.sizes(), "sha256": split.sha256()})
         writer.write_frame("metrics.csv", metrics)
