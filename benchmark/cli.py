@@ -97,12 +97,16 @@ def cmd_run(args) -> int:
                                  out_dir=args.out, data_root=args.data_root, speed=not args.no_speed,
                                  progress=args.progress)
                 path, frame = run_one(req, loaded)
+                if frame.empty:  # a DDP worker process: rank 0 reports
+                    continue
                 print(f"  {name:<12} {bits:>3} bits  seed {seed}  -> {path}", file=sys.stderr)
                 frames.append(frame)
     for s in skipped:
         print(f"  skipped: {s}", file=sys.stderr)
     import pandas as pd
 
+    if not frames:
+        return 0
     table = report.comparison_table(pd.concat(frames, ignore_index=True))
     print(table)
     return 0

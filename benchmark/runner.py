@@ -142,6 +142,9 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
                                             data.labels[split.val], data.labels[split.train], device) if len(split.val) else None
             train_info = fit(method, loader, writer.path, int(harness["epochs"]), req.device, req.devices, score_fn,
                              progress=req.progress)
+            if train_info["global_rank"] != 0:  # DDP worker: rank 0 evaluates and writes the run
+                writer.abort()
+                return writer.path, pd.DataFrame()
         else:
             method.fit_closed_form(features[split.train], data.labels[split.train], req.seed)
         train_seconds = time.time() - t1

@@ -71,6 +71,7 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
                                mode="max", save_top_k=1, save_on_train_epoch_end=True)
         callbacks.append(ckpt)
     trainer = pl.Trainer(
+        # devices > 1 → Lightning's DDP (also across SLURM nodes through its own environment detection)
         max_epochs=epochs, accelerator=accelerator, devices=devices if accelerator != "cpu" else 1,
         logger=CSVLogger(str(run_path), name="logs", version=""), callbacks=callbacks,
         enable_checkpointing=ckpt is not None, deterministic=accelerator == "cpu",
@@ -84,7 +85,8 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
         method.load_state_dict(state["state_dict"])
         best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
     return {"best_score": best, "best_checkpoint": ckpt.best_model_path if ckpt else None,
-            "accelerator": accelerator, "global_step": int(trainer.global_step)}
+            "accelerator": accelerator, "global_step": int(trainer.global_step),
+            "global_rank": int(trainer.global_rank)}
 
 
 def encode_batches(method, loader, device: str = "cpu") -> tuple[dict[str, np.ndarray], np.ndarray]:
