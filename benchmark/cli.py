@@ -69,27 +69,31 @@ def _quiet_libraries() -> None:
 def cmd_run(args) -> int:
     import methods
     from benchmark import report
-    from benchmark.config import parse_overrides
+    from benchmark.config import parse_overrides, resolve_config, split_config
     from benchmark.runner import RunRequest, load_data, run_one
 
     names = methods.available() if args.method == "all" else [m.strip() for m in args.method.split(",") if m.strip()]
+    overrides = parse_overrides(args.overrides)
+    allowed: dict[str, list[int]] = {}
+    skipped = []
     for n in names:
         cls = methods.get_method(n)
+        _, kwargs = split_config(resolve_config(n, args.dataset, args.variant, overrides))
+        allowed[n] = []
         for b in args.bits:
-            cls.check_bits(b) if args.method != "all" else None
-    overrides = parse_overrides(args.overrides)
+            try:
+                cls.check_bits(b, **kwargs)
+                allowed[n].append(b)
+            except ValueError as err:
+                if args.method != "all":  # a method named explicitly must produce every length asked
+                    raise
+                skipped.append(str(err))
     loaded = load_data(args.dataset, args.protocol, args.split_seed, args.data_root, args.download)
     print(f"# {args.dataset} / {loaded.protocol.name}: " + ", ".join(f"{k} {v}" for k, v in loaded.split.sizes().items()),
           file=sys.stderr)
-    frames, skipped = [], []
+    frames = []
     for name in names:
-        cls = methods.get_method(name)
-        for bits in args.bits:
-            try:
-                cls.check_bits(bits)
-            except ValueError as err:  # only reachable with --method all: skip what a method cannot produce
-                skipped.append(str(err))
-                continue
+        for bits in allowed[name]:
             for seed in args.seeds:
                 req = RunRequest(method=name, dataset=args.dataset, protocol=loaded.protocol.name, bits=bits, seed=seed,
                                  split_seed=args.split_seed, epochs=args.epochs, backbone=args.backbone,

@@ -32,8 +32,15 @@ HARNESS_KEYS: dict[str, Any] = {
 
 
 def parse_value(text: str) -> Any:
-    """A command-line value parsed as YAML (so 1e-3, true, [1,2] and null work)."""
-    return yaml.safe_load(text)
+    """A command-line value parsed as YAML (true, [1,2], null), with numbers in any Python
+    float spelling (YAML 1.1 reads ``1e-3`` as a string; here it is 0.001)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

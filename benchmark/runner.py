@@ -91,7 +91,6 @@ def _query_in_database(split) -> np.ndarray | None:
 def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd.DataFrame]:
     """Run one (method, dataset, protocol, bits, seed); returns (run directory, metrics table)."""
     cls = method_registry.get_method(req.method)
-    cls.check_bits(req.bits)
     loaded = loaded or load_data(req.dataset, req.protocol, req.split_seed, req.data_root)
     data, split, proto = loaded.data, loaded.split, loaded.protocol
     cfg = resolve_config(req.method, loaded.name, req.variant, req.overrides)
@@ -100,14 +99,21 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
     if req.backbone is not None:
         cfg["backbone"] = req.backbone
     harness, hparams = split_config(cfg)
-    backbone_name = harness["backbone"] or data_mod.default_backbone(data.kind)
+    cls.check_bits(req.bits, **hparams)
+    ref_name, ref_size = data_mod.default_backbone(data)
+    backbone_name = harness["backbone"] or ref_name
+    image_size = harness["image_size"] if harness["backbone"] else (harness["image_size"] or ref_size)
     frozen = bool(harness["frozen"]) or not cls.requires_training
     device = "cuda" if (req.device in ("auto", "gpu") and torch.cuda.is_available()) else "cpu"
+    build = lambda name, size: build_backbone(  # noqa: E731
+        name, pretrained=harness["pretrained"] if name == backbone_name else True,
+        in_channels=data_mod.in_channels_of(data), image_size=size, in_dim=data_mod.in_dim_of(data))
 
     t0 = time.time()
-    feature_backbone = build_backbone(backbone_name, pretrained=harness["pretrained"], in_channels=data_mod.in_channels_of(data),
-                                      image_size=harness["image_size"], in_dim=data_mod.in_dim_of(data))
-    features = data_mod.compute_features(loaded.name, data, feature_backbone, device=device)
+    reference = data_mod.compute_features(loaded.name, data, build(ref_name, ref_size), device=device)
+    features = reference
+    if frozen and (backbone_name, image_size) != (ref_name, ref_size):
+        features = data_mod.compute_features(loaded.name, data, build(backbone_name, image_size), device=device)
     feature_seconds = time.time() - t0
 
     pl.seed_everything(req.seed, workers=True, verbose=False)
@@ -115,8 +121,7 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
         method_backbone = build_backbone("identity", in_dim=features.shape[1])
         item = lambda idx: torch.from_numpy(features[idx])  # noqa: E731
     else:
-        method_backbone = build_backbone(backbone_name, pretrained=harness["pretrained"], in_channels=data_mod.in_channels_of(data),
-                                         image_size=harness["image_size"], in_dim=data_mod.in_dim_of(data))
+        method_backbone = build(backbone_name, image_size)
         item = lambda idx, aug=False: data_mod.ImageItems(data, idx, method_backbone.input_spec, augment=aug)  # noqa: E731
     extra: dict[str, Any] = {}
     if "class_vectors" in inspect.signature(cls.__init__).parameters and "class_vectors" not in hparams:
@@ -158,7 +163,7 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
             query_labels=data.labels[split.query], database_labels=data.labels[split.database],
             query_embedding=q_emb, database_embedding=db_emb, code_state=method.code_state(),
             search_metric=getattr(method, "search_metric", "ip"),
-            query_features=features[split.query], database_features=features[split.database],
+            query_features=reference[split.query], database_features=reference[split.database],
             query_in_database=_query_in_database(split))
         map_at = _map_cutoff(harness["map_at"], proto, len(split.database))
         for bits, opts in method.evaluation_lengths().items():
@@ -172,7 +177,8 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
 
         context = {
             "method": req.method, "dataset": loaded.name, "protocol": proto.name,
-            "backbone": f"{backbone_name}{'' if not frozen else '(frozen)'}", "seed": req.seed,
+            "backbone": f"{backbone_name}{f'@{image_size}' if image_size else ''}{'(frozen)' if frozen else ''}",
+            "seed": req.seed,
             "git_revision": store.git_revision(), "config_hash": store.config_hash(cfg),
             "hardware": store.hardware_description(device), "timestamp": store.now_stamp(),
         }
@@ -181,11 +187,12 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
             raise RuntimeError("no finite metric was produced")
         writer.write_yaml("config.yaml", {
             "request": {k: (str(v) if isinstance(v, Path) else v) for k, v in req.__dict__.items()},
-            "resolved": cfg, "backbone": backbone_name, "frozen": frozen, "code_type": cls.code_type,
+            "resolved": cfg, "backbone": backbone_name, "image_size": image_size,
+            "reference_features": f"{ref_name}@{ref_size}" if ref_size else ref_name, "frozen": frozen, "code_type": cls.code_type,
             "map_at": map_at, "evaluation_lengths": {int(b): dict(o) for b, o in method.evaluation_lengths().items()},
             "map_variant_default": DEFAULT_MAP, "training": train_info,
             "data_source": data.source, "device": device,
-            "class_vectors": None if "class_vectors" not in extra else ("word_vectors" if extra["class_vectors"] is not None else "none")})
+            "method_hparams": _plain(dict(getattr(method, "hparams", {}) or {}))})
         writer.write_json("split.json", {"protocol": proto.name, "description": proto.description,
                                          "split_seed": req.split_seed, "sizes": split.sizes(), "sha256": split.sha256()})
         writer.write_frame("metrics.csv", metrics)
@@ -197,6 +204,11 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
         writer.abort()
         raise
     return path, metrics
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    """The YAML-representable part of a method's saved hyperparameters."""
+    return {k: v for k, v in d.items() if isinstance(v, (str, int, float, bool, list, tuple, type(None)))}
 
 
 def codes_npz(code_type: str, q: dict, db: dict, inp: EvalInputs, method) -> dict[str, np.ndarray]:

@@ -27,7 +27,7 @@ class FaissAdditiveBaseline(HashingMethod):
     search_metric: ClassVar[str] = "l2"
 
     @classmethod
-    def check_bits(cls, bits: int) -> None:
+    def check_bits(cls, bits: int, **hparams) -> None:
         if int(bits) < STEP_BITS or int(bits) % STEP_BITS:
             raise UnsupportedBitsError(f"{cls.name}: bits must be a positive multiple of {STEP_BITS}, got {bits}")
 

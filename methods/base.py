@@ -61,7 +61,7 @@ class HashingMethod(pl.LightningModule):
 
     def __init__(self, bits: int, n_classes: int, backbone: nn.Module, **hparams: Any) -> None:
         super().__init__()
-        self.check_bits(bits)
+        self.check_bits(bits, **hparams)
         self.bits = int(bits)
         self.n_classes = int(n_classes)
         self.backbone = backbone
@@ -69,8 +69,9 @@ class HashingMethod(pl.LightningModule):
 
     # ----------------------------------------------------------------- code lengths
     @classmethod
-    def check_bits(cls, bits: int) -> None:
-        """Raise :class:`UnsupportedBitsError` when ``bits`` cannot be produced (default: any ≥ 1)."""
+    def check_bits(cls, bits: int, **hparams: Any) -> None:
+        """Raise :class:`UnsupportedBitsError` when ``bits`` cannot be produced with these
+        hyperparameters (default: any ≥ 1)."""
         if int(bits) < 1:
             raise UnsupportedBitsError(f"{cls.name}: bits must be a positive integer, got {bits}")
 
