@@ -258,7 +258,9 @@ def ap_of_sequence(rel, n_relevant, k, denominator, empty):
 
 
 def all_orders(n, r):
-    """Every distinct ranking obtained by ordering items inside each group (equally likely)."""
+    """Every distinct 0/1 ranking obtained by ordering the items inside each group. Each stands for
+    the same number r!(n−r)! of item permutations per group, so the plain mean over these is the
+    mean over all permutations within tie groups."""
     per_group = []
     for size, rel in zip(n, r):
         choices = []
