@@ -79,12 +79,14 @@ def feature_cache_path(dataset: str, data, backbone: Backbone) -> Path:
 
 
 def compute_features(dataset: str, data, backbone: Backbone, device: str = "cpu",
-                     batch_size: int = 256, use_cache: bool = True) -> np.ndarray:
+                     batch_size: int = 32, use_cache: bool = True) -> np.ndarray:
     """Frozen features float32 (N, D) of every item, computed once and cached on disk.
 
     Vector datasets and parameter-free backbones (``flatten``/``identity``) are computed on the
     fly (no cache); deep backbones are run in eval mode and their output cached atomically as
     ``.npy`` keyed by the data source, size, backbone name and whether weights are pretrained.
+    Batches of 32: on 2 CPU cores EfficientNet-Lite0 at 160 px ran at 93 img/s with batch 32,
+    62 with 64 and 44 with 256 (measured).
     """
     if data.kind == "vector":
         return data.x.astype(np.float32)
