@@ -135,7 +135,8 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
     writer = store.RunWriter(Path(req.out_dir), name)
     try:
         bs = int(harness["batch_size"])
-        eval_loader = lambda idx: data_mod.make_loader(item(idx), data.labels[idx], max(bs, 256), False, req.seed)  # noqa: E731
+        eval_loader = lambda idx: data_mod.make_loader(item(idx), data.labels[idx], max(bs, 256), False, req.seed,  # noqa: E731
+                                                       num_workers=0 if frozen else harness["num_workers"])
         train_info: dict[str, Any] = {}
         t1 = time.time()
         if cls.requires_training:
