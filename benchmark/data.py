@@ -168,6 +168,12 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
             yield batch
 
 
+def _single_threaded_worker(_worker_id: int) -> None:
+    """DataLoader workers preprocess one item at a time: one intra-op thread each, so forked
+    workers never contend for (or inherit a busy) OpenMP pool."""
+    torch.set_num_threads(1)
+
+
 def make_loader(x: torch.Tensor | Dataset, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int,
                 sampler: str = "random", classes_per_batch: int | None = None, images_per_class: int = 2,
                 num_workers: int = 0) -> DataLoader:
@@ -175,9 +181,11 @@ def make_loader(x: torch.Tensor | Dataset, labels: np.ndarray, batch_size: int, 
     ds = x if isinstance(x, Dataset) else TensorDataset(x, torch.from_numpy(labels.astype(np.float32)))
     if sampler == "class_balanced" and shuffle:
         bs = ClassBalancedBatchSampler(labels, classes_per_batch or labels.shape[1], images_per_class, seed)
-        return DataLoader(ds, batch_sampler=bs, num_workers=num_workers)
+        return DataLoader(ds, batch_sampler=bs, num_workers=num_workers,
+                          worker_init_fn=_single_threaded_worker if num_workers else None)
     if sampler not in ("random", "class_balanced"):
         raise ValueError(f"unknown sampler {sampler!r}; valid: random, class_balanced")
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen if shuffle else None,
-                      drop_last=shuffle and len(ds) > batch_size, num_workers=num_workers)
+                      drop_last=shuffle and len(ds) > batch_size, num_workers=num_workers,
+                      worker_init_fn=_single_threaded_worker if num_workers else None)
