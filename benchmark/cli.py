@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-root", default=None, help="data root (default: $HASHBENCH_DATA)")
     r.add_argument("--download", action="store_true", help="let torchvision download a dataset that supports it")
     r.add_argument("--no-speed", action="store_true", help="skip wall-clock speed measurements")
-    r.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
+    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="Lightning's progress bar (default: on when stderr is a terminal)")
 
     e = sub.add_parser("evaluate", help="recompute metrics of a run from its codes.npz (no retraining)")
     e.add_argument("run_dirs", nargs="+", type=Path)
@@ -99,7 +100,7 @@ def cmd_run(args) -> int:
                                  split_seed=args.split_seed, epochs=args.epochs, backbone=args.backbone,
                                  variant=args.variant, overrides=overrides, device=args.device, devices=args.devices,
                                  out_dir=args.out, data_root=args.data_root, speed=not args.no_speed,
-                                 progress=args.progress)
+                                 progress=sys.stderr.isatty() if args.progress is None else args.progress)
                 path, frame = run_one(req, loaded)
                 if frame.empty:  # a DDP worker process: rank 0 reports
                     continue

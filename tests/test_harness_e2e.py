@@ -125,3 +125,35 @@ def test_report_writes_tables_and_figures(digits, runs_dir, tmp_path):
     assert r"\toprule" in tex and r"\pm" in tex and r"\textbf" in tex
     for fig in ("map_vs_bits", "precision_recall", "precision_at_k", "speedup_vs_precision"):
         assert (out / f"{fig}.png").stat().st_size > 1000 and (out / f"{fig}.pdf").exists()
+
+
+def test_nan_loss_stops_the_run_and_keeps_nothing(digits, runs_dir, monkeypatch, capsys):
+    import torch
+
+    from methods import registry
+    from methods.base import BINARY, HashingMethod
+
+    class Exploding(HashingMethod):
+        name, code_type = "exploding", BINARY
+
+        def __init__(self, bits, n_classes, backbone, **hp):
+            super().__init__(bits, n_classes, backbone, **hp)
+            self.head = torch.nn.Linear(backbone.out_dim, bits)
+
+        def embed(self, x):
+            return self.head(self.backbone(x))
+
+        def encode(self, x):
+            return {"bits": torch.where(self.embed(x) >= 0, 1, -1).to(torch.int8)}
+
+        def training_step(self, batch, batch_idx):
+            return self.embed(batch[0]).sum() * float("nan")
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    monkeypatch.setitem(registry._REGISTRY, "exploding", Exploding)
+    code = main(["run", "--method", "exploding", "--bits", "16", "--out", str(runs_dir), "--no-speed"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: non-finite loss")
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
