@@ -1,0 +1,129 @@
+"""Exact sparse class codes by min-cost flow (Deep Hash Table, ICML'18, and its cascaded CVPR'19
+variant), with OR-Tools' current Python API.
+
+Problem (per mini-batch, classes i = 1..n_c with unaries u_i ∈ R^d):
+
+    minimise   Σ_i −u_iᵀ h_i  +  λ_group · Σ_G Σ_q C(n_{G,q}, 2)  +  λ · Σ_q C(n_q, 2)
+    subject to h_i ∈ {0,1}^d,  ‖h_i‖₁ = s,
+
+where n_q = Σ_i h_i[q] counts the classes in bucket q and n_{G,q} those of parent group G (the
+cascade's sibling penalty; without groups the second term is absent and this is the ICML'18
+problem). The network (methods.md §2.4, §3.4): source → class (capacity s) → bucket, or → (group,
+bucket) → bucket for classes whose group has ≥ 2 members, → sink; the ``C(n, 2)`` penalties are
+convex costs made of parallel unit arcs costing 0, Λ, 2Λ, … , and min-cost integral flow fills the
+cheapest first, so the optimum of the flow is the optimum of the problem.
+
+Costs are integers: ``cost(i, q) = trunc(−V·u_i[q])`` and ``Λ = trunc(λ·V)`` with the scale
+V = 10,000, both truncated toward zero exactly as the original code's ``int32`` casts (so the
+solver is exact for these scaled, truncated costs; the float objective can differ by at most
+n_c·s/V from its true optimum). Costs are int64 here and checked against overflow.
+"""
+from __future__ import annotations
+
+import numpy as np
+from ortools.graph.python import min_cost_flow
+
+COST_SCALE = 10_000
+_INT64_BUDGET = 2**62
+
+
+def scaled_unary_costs(unaries: np.ndarray, scale: int = COST_SCALE) -> np.ndarray:
+    """trunc(−scale·u) as int64: the arc costs of class i → bucket q."""
+    return np.trunc(-scale * np.asarray(unaries, dtype=np.float64)).astype(np.int64)
+
+
+def scaled_penalty(lam: float, scale: int = COST_SCALE) -> int:
+    """Λ = trunc(λ·scale), the cost step of the parallel arcs of one C(n, 2) penalty."""
+    if lam < 0:
+        raise ValueError(f"pairwise penalty must be ≥ 0, got {lam}")
+    return int(np.trunc(lam * scale))
+
+
+def solve_class_codes(unaries: np.ndarray, s: int, lam: float, groups: np.ndarray | None = None,
+                      lam_group: float = 0.0, scale: int = COST_SCALE) -> np.ndarray:
+    """The exact minimiser h (n_c, d) uint8 of the problem in the module docstring.
+
+    ``unaries`` (n_c, d) float; ``s`` active buckets per class (1 ≤ s ≤ d); ``lam`` the global
+    penalty λ; ``groups`` (n_c,) int parent group of each class (None: no sibling term) with
+    penalty ``lam_group``. Raises ValueError on infeasible input, OverflowError when the scaled
+    costs could exceed int64, RuntimeError if the solver does not report an optimum.
+    """
+    u = np.asarray(unaries, dtype=np.float64)
+    if u.ndim != 2:
+        raise ValueError(f"unaries must be (n_classes, d), got shape {u.shape}")
+    n_c, d = u.shape
+    if not 1 <= s <= d:
+        raise ValueError(f"sparsity s must satisfy 1 ≤ s ≤ d = {d}, got {s}")
+    if not np.isfinite(u).all():
+        raise ValueError("unaries must be finite")
+    step, step_group = scaled_penalty(lam, scale), scaled_penalty(lam_group, scale)
+    # checked in floating point before any cast to int64 can wrap around
+    bound = float(np.abs(u).max(initial=0.0)) * scale * n_c * s + float(step + step_group) * n_c * n_c * d
+    if bound >= _INT64_BUDGET:
+        raise OverflowError(f"scaled costs up to {bound} overflow int64 (scale {scale}); rescale the unaries")
+
+    unary = scaled_unary_costs(u, scale)
+    if groups is None:
+        groups = np.arange(n_c)  # every class alone: no sibling term
+    groups = np.asarray(groups)
+    if groups.shape != (n_c,):
+        raise ValueError(f"groups must have shape ({n_c},), got {groups.shape}")
+    _, group_of, group_size = np.unique(groups, return_inverse=True, return_counts=True)
+    shared = group_size[group_of] >= 2                    # classes routed through (group, bucket) nodes
+    shared_groups = np.flatnonzero(group_size >= 2)
+    gb_index = np.full(len(group_size), -1)
+    gb_index[shared_groups] = np.arange(len(shared_groups))
+
+    source, first_class = 0, 1
+    first_gb = first_class + n_c
+    first_bucket = first_gb + len(shared_groups) * d
+    sink = first_bucket + d
+    buckets = np.arange(d)
+
+    tails, heads, caps, costs = [], [], [], []
+
+    def arcs(t, h, c, w):
+        tails.append(np.broadcast_to(t, np.shape(w)).ravel())
+        heads.append(np.broadcast_to(h, np.shape(w)).ravel())
+        caps.append(np.broadcast_to(c, np.shape(w)).ravel())
+        costs.append(np.asarray(w).ravel())
+
+    arcs(source, first_class + np.arange(n_c), s, np.zeros(n_c, np.int64))
+    cls = np.arange(n_c)[:, None]
+    target = np.where(shared[:, None], first_gb + gb_index[group_of][:, None] * d + buckets,
+                      first_bucket + buckets)
+    n_class_arcs = n_c * d
+    arcs(first_class + cls, target, 1, unary)
+    for g in shared_groups:                                # |G| parallel arcs per (group, bucket)
+        r = np.arange(group_size[g])[:, None]
+        arcs(first_gb + gb_index[g] * d + buckets[None, :], first_bucket + buckets[None, :], 1,
+             np.broadcast_to(r * step_group, (group_size[g], d)))
+    r = np.arange(n_c)[:, None]                            # n_c parallel arcs per bucket → sink
+    arcs(first_bucket + buckets[None, :], sink, 1, np.broadcast_to(r * step, (n_c, d)))
+
+    flow = min_cost_flow.SimpleMinCostFlow()
+    flow.add_arcs_with_capacity_and_unit_cost(
+        np.concatenate(tails).astype(np.int32), np.concatenate(heads).astype(np.int32),
+        np.concatenate(caps).astype(np.int64), np.concatenate(costs).astype(np.int64))
+    supplies = np.zeros(sink + 1, np.int64)
+    supplies[source], supplies[sink] = n_c * s, -n_c * s
+    flow.set_nodes_supplies(np.arange(sink + 1, dtype=np.int32), supplies)
+    status = flow.solve()
+    if status != flow.OPTIMAL:
+        raise RuntimeError(f"min-cost flow did not reach an optimum (status {status})")
+    class_arcs = np.arange(n_c, n_c + n_class_arcs)       # after the n_c source arcs
+    return flow.flows(class_arcs).reshape(n_c, d).astype(np.uint8)
+
+
+def objective(h: np.ndarray, unaries: np.ndarray, lam: float, groups: np.ndarray | None = None,
+              lam_group: float = 0.0, scale: int = COST_SCALE) -> int:
+    """The scaled integer objective Σ cost(i,q)·h + Λ·Σ_q C(n_q,2) + Λ_group·Σ_{G,q} C(n_{G,q},2)."""
+    h = np.asarray(h, dtype=np.int64)
+    value = int((scaled_unary_costs(unaries, scale) * h).sum())
+    n_q = h.sum(0)
+    value += scaled_penalty(lam, scale) * int((n_q * (n_q - 1) // 2).sum())
+    if groups is not None:
+        for g in np.unique(groups):
+            n_gq = h[np.asarray(groups) == g].sum(0)
+            value += scaled_penalty(lam_group, scale) * int((n_gq * (n_gq - 1) // 2).sum())
+    return value

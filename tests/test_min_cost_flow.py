@@ -1,0 +1,78 @@
+"""The min-cost-flow code solver: the worked example of methods.md §2.4 and exhaustive
+enumeration on random small instances (single-level and grouped)."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from methods.min_cost_flow import objective, solve_class_codes
+
+
+def test_worked_micro_example():
+    u = np.array([[0.9, 0.8, 0.1], [0.85, 0.2, 0.1]])
+    h0 = solve_class_codes(u, s=1, lam=0.0)
+    assert h0.tolist() == [[1, 0, 0], [1, 0, 0]]
+    h3 = solve_class_codes(u, s=1, lam=0.3)
+    assert h3.tolist() == [[0, 1, 0], [1, 0, 0]]           # class 1 moves to bucket 1
+    assert objective(h3, u, 0.3) == -16500                  # −0.8 − 0.85, scaled by 10^4
+
+
+def _brute_force(u, s, lam, groups=None, lam_group=0.0):
+    n_c, d = u.shape
+    subsets = [np.isin(np.arange(d), c).astype(np.uint8) for c in itertools.combinations(range(d), s)]
+    return min(objective(np.stack(choice), u, lam, groups, lam_group) for choice in itertools.product(subsets, repeat=n_c))
+
+
+@pytest.mark.parametrize("case", range(150))
+def test_equals_exhaustive_enumeration(case):
+    rng = np.random.default_rng(case)
+    n_c, d = rng.integers(2, 5), rng.integers(2, 5)
+    s = int(rng.integers(1, d))
+    lam = [0.0, 0.1, 0.3, 1.0][case % 4]
+    u = rng.normal(size=(n_c, d))
+    if case % 5 == 0:  # ties: repeated unary values
+        u = np.round(u, 1)
+    h = solve_class_codes(u, s, lam)
+    assert (h.sum(1) == s).all() and set(np.unique(h)) <= {0, 1}
+    assert objective(h, u, lam) == _brute_force(u, s, lam)
+
+
+@pytest.mark.parametrize("case", range(100))
+def test_grouped_network_equals_exhaustive_enumeration(case):
+    rng = np.random.default_rng(1000 + case)
+    n_c, d = rng.integers(2, 5), rng.integers(2, 4)
+    s = int(rng.integers(1, d + 1)) if case % 2 else 1
+    groups = rng.integers(0, 2, size=n_c)                   # groups of size 1 included
+    lam, lam_group = [0.0, 0.3][case % 2], [0.5, 100.0][(case // 2) % 2]
+    u = rng.normal(size=(n_c, d))
+    h = solve_class_codes(u, s, lam, groups=groups, lam_group=lam_group)
+    assert (h.sum(1) == s).all()
+    assert objective(h, u, lam, groups, lam_group) == _brute_force(u, s, lam, groups, lam_group)
+
+
+def test_one_group_of_singletons_reduces_to_single_level():
+    rng = np.random.default_rng(7)
+    u = rng.normal(size=(6, 5))
+    a = solve_class_codes(u, 2, 0.2)
+    b = solve_class_codes(u, 2, 0.2, groups=np.arange(6), lam_group=100.0)
+    assert objective(a, u, 0.2) == objective(b, u, 0.2)
+
+
+def test_large_sibling_penalty_keeps_siblings_apart():
+    rng = np.random.default_rng(3)
+    u = np.tile(rng.normal(size=(1, 4)), (4, 1))            # identical preferences
+    h = solve_class_codes(u, 1, 0.0, groups=np.zeros(4, int), lam_group=100.0)
+    assert (h.sum(0) <= 1).all()
+
+
+@pytest.mark.parametrize("bad", [dict(s=0), dict(s=4)])
+def test_infeasible_sparsity_is_rejected(bad):
+    with pytest.raises(ValueError, match="sparsity"):
+        solve_class_codes(np.zeros((2, 3)), lam=0.0, **bad)
+
+
+def test_overflow_is_detected():
+    with pytest.raises(OverflowError):
+        solve_class_codes(np.full((2, 3), 1e18), 1, 0.0)
