@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _quiet_libraries() -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     warnings.filterwarnings("ignore")
+    import pytorch_lightning  # noqa: F401  (sets its own logger levels on import: override after)
+
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric", "faiss", "faiss.loader"):
         logging.getLogger(name).setLevel(logging.ERROR)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -89,6 +91,9 @@ def cmd_run(args) -> int:
                 if args.method != "all":  # a method named explicitly must produce every length asked
                     raise
                 skipped.append(str(err))
+        if cls.prefix_codes and allowed[n]:
+            # one training at the longest length; evaluation covers every shorter prefix
+            allowed[n] = [max(allowed[n])]
     loaded = load_data(args.dataset, args.protocol, args.split_seed, args.data_root, args.download)
     print(f"# {args.dataset} / {loaded.protocol.name}: " + ", ".join(f"{k} {v}" for k, v in loaded.split.sizes().items()),
           file=sys.stderr)

@@ -57,6 +57,9 @@ class HashingMethod(pl.LightningModule):
     name: ClassVar[str] = ""
     code_type: ClassVar[str] = ""
     requires_training: ClassVar[bool] = True
+    #: True when one trained model serves every shorter length as a prefix of its code (DRQ):
+    #: ``benchmark run`` then trains once at the longest requested length.
+    prefix_codes: ClassVar[bool] = False
     description: ClassVar[str] = ""
 
     def __init__(self, bits: int, n_classes: int, backbone: nn.Module, **hparams: Any) -> None:

@@ -125,6 +125,7 @@ class DRQ(HashingMethod):
     name = "drq"
     code_type = ADDITIVE
     search_metric: ClassVar[str] = "ip"
+    prefix_codes = True  # every prefix (b_1..b_m) is a valid shorter code
     description = "deep recurrent quantization, one training for every code length (Song et al. 2019)"
 
     def __init__(self, bits: int, n_classes: int, backbone: nn.Module, *,
