@@ -9,6 +9,7 @@ the checkpoint and Lightning logs when the method was trained.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -31,8 +32,12 @@ METRIC_COLUMNS = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@functools.lru_cache(maxsize=1)
 def git_revision() -> str:
-    """The repository's HEAD commit (with ``+dirty`` when the tree has changes), or ``unknown``."""
+    """The repository's HEAD commit (with ``+dirty`` when the tree has changes), or ``unknown``.
+
+    Read once per process: every run of one invocation ran the code loaded at start-up, even if
+    the checkout moves on while it runs."""
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, timeout=10).stdout.strip()

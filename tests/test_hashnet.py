@@ -310,3 +310,13 @@ def test_yaml_config_keys_are_constructor_arguments():
     m = HashNet(bits=48, n_classes=3, backbone=TinyBackbone(), **{k: v for k, v in dh.items() if k not in HARNESS_KEYS})
     assert (m.alpha, m.pairs, m.weighting, m.beta_schedule, m.optimizer_name) == (
         0.1, "in_batch", "batch_balanced", "epoch", "rmsprop")
+
+
+def test_cifar10_config_uses_the_reference_features():
+    """The CPU CIFAR-10 block must train on the harness's cached reference features (the ones
+    LSH/ITQ use), not trigger a second extraction at another image size."""
+    from benchmark.data import DEFAULT_FEATURE_SIZE
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "methods" / "configs" / "hashnet.yaml").read_text())
+    block = {**cfg["default"], **cfg["datasets"]["cifar10"]}
+    assert (block["backbone"], block["image_size"], block["frozen"]) == ("efficientnet-lite0", DEFAULT_FEATURE_SIZE, True)
