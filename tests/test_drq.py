@@ -337,3 +337,16 @@ def test_training_steps_run_without_nan_and_change_parameters():
     with torch.inference_mode():
         idx = m.encode(torch.randn(5, 12))["indices"]
     assert idx.shape == (5, 3) and int(idx.min()) >= 0 and int(idx.max()) < 16
+
+
+# --------------------------------------------------------------------------- configs
+def test_cifar10_config_uses_the_cached_reference_features():
+    """The cifar10 block names EfficientNet-Lite0; with no image size the runner would extract a
+    second 60k-image feature set at 224 px instead of reusing the 160-px reference features."""
+    from benchmark.config import resolve_config, split_config
+    from benchmark.data import DEFAULT_FEATURE_SIZE
+
+    for variant in (None, "end_to_end", "setting1_cifar10"):
+        harness, _ = split_config(resolve_config("drq", "cifar10", variant))
+        assert harness["frozen"] is True
+        assert (harness["backbone"], harness["image_size"]) == ("efficientnet-lite0", DEFAULT_FEATURE_SIZE)
