@@ -17,8 +17,11 @@ DEVICE ?= auto
 OUT ?= results/runs
 RUNS ?= results/runs
 REPORT ?= results/report
+REPORT_ARGS ?=
+REGRESS_ARGS ?=
+CALIBRATE_SEEDS ?= 0,1,2,3,4
 
-.PHONY: setup bench test test-all list report clean-venv
+.PHONY: setup bench test test-all list report report-readme regress regress-accept regress-calibrate clean-venv
 
 $(STAMP): pyproject.toml
 	@echo "hashbench: creating $(VENV) (first use; torch is large, this takes a few minutes)"
@@ -43,8 +46,20 @@ test-all: $(STAMP)  ## tests including the slow ones
 list: $(STAMP)
 	$(PY) -m benchmark list
 
-report: $(STAMP)  ## tables and figures from every run under RUNS
-	$(PY) -m benchmark report $(RUNS) --out $(REPORT)
+report: $(STAMP)  ## tables and figures from every run under RUNS (REPORT_ARGS: --reference, --compare A B)
+	$(PY) -m benchmark report $(RUNS) --out $(REPORT) $(REPORT_ARGS)
+
+report-readme: $(STAMP)  ## regenerate the README's CIFAR-10 table and figures from the committed runs
+	$(PY) -m benchmark report results/cifar10/runs --out results/report/cifar10 --reference --compare drq hashnet
+
+regress: $(STAMP)  ## run the regression suite and compare with results/baselines/regress.csv (fails when worse)
+	$(PY) -m benchmark regress run $(REGRESS_ARGS)
+
+regress-accept: $(STAMP)  ## make the last regression run the baseline (records the git revision)
+	$(PY) -m benchmark regress accept $(REGRESS_ARGS)
+
+regress-calibrate: $(STAMP)  ## run the suite over CALIBRATE_SEEDS and rewrite results/baselines/tolerances.csv
+	$(PY) -m benchmark regress calibrate --seeds $(CALIBRATE_SEEDS) $(REGRESS_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

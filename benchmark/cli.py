@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {run,evaluate,list,report}``.
+"""Command line: ``python -m benchmark {run,evaluate,list,report,regress}``.
 
 Bad input (unknown method/dataset/protocol/backbone, impossible bits, missing data or weights,
 a NaN loss) ends with one ``error:`` line and exit status 2, never a traceback.
@@ -56,6 +56,38 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dirs", nargs="+", type=Path)
     rep.add_argument("--out", type=Path, default=Path("results/report"))
     rep.add_argument("--metric", default=None, help="metric for the main table (default: each dataset's mAP)")
+    rep.add_argument("--reference", nargs="?", const="all", default=None, metavar="METHODS",
+                     help="add the papers' published numbers for the same protocol, marked 'reported by the paper' "
+                          "(all, or a comma list of published method names, e.g. DRQ,DTQ)")
+    rep.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
+                     help="paired test of methods A and B over the same queries (per-query AP)")
+    rep.add_argument("--test", choices=["permutation", "wilcoxon"], default="permutation",
+                     help="paired test for --compare (default: paired sign-flip permutation test)")
+    rep.add_argument("--no-ci", dest="ci", action="store_false", help="skip the bootstrap intervals over queries")
+    rep.add_argument("--no-figures", dest="figures", action="store_false")
+
+    results = Path(__file__).resolve().parent.parent / "results"
+    BASELINE, TOLERANCES, WORK_DIR = (results / "baselines" / "regress.csv", results / "baselines" / "tolerances.csv",
+                                      results / "runs" / "regress")
+    g = sub.add_parser("regress", help="CI regression: run the fixed suite, compare with the committed baseline")
+    g.add_argument("action", nargs="?", default="run", choices=["run", "compare", "accept", "calibrate"],
+                   help="run (default: run the suite, then compare), compare (the last run again), accept (make the "
+                        "last run the baseline), calibrate (run over --seeds, write tolerances)")
+    g.add_argument("--work", type=Path, default=WORK_DIR, help="where suite runs go (default: results/runs/regress)")
+    g.add_argument("--run", type=Path, default=None, help="suite run directory for compare/accept (default: the last)")
+    g.add_argument("--baseline", type=Path, default=BASELINE)
+    g.add_argument("--tolerances", type=Path, default=TOLERANCES)
+    g.add_argument("--seed", type=int, default=0, help="method seed of the suite (default 0)")
+    g.add_argument("--seeds", type=_ints, default=[0, 1, 2, 3, 4], help="calibration seeds (default 0,1,2,3,4)")
+    g.add_argument("--datasets", default=None, help="comma list restricting the suite's datasets")
+    g.add_argument("--methods", default=None, help="comma list restricting the suite's methods")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="[METHOD.]KEY=VALUE",
+                   help="config override for every method, or for one with a METHOD. prefix (repeatable)")
+    g.add_argument("--features", choices=["auto", "extract", "off"], default="auto",
+                   help="datasets needing deep features: auto = only from the cache, extract = compute, off = skip")
+    g.add_argument("--data-root", default=None, help="data root (default: $HASHBENCH_DATA)")
+    g.add_argument("--show", type=int, default=25, help="rows within tolerance shown after the failing ones")
+    g.add_argument("--force", action="store_true", help="accept a partial or overridden run as the baseline")
     return p
 
 
@@ -174,21 +206,105 @@ def cmd_list(_args) -> int:
 def cmd_report(args) -> int:
     from benchmark import report
 
-    written = report.write_report(args.run_dirs, args.out, metric=args.metric)
+    ref = None if args.reference is None else (True if args.reference == "all" else
+                                                 [m.strip() for m in args.reference.split(",") if m.strip()])
+    written = report.write_report(args.run_dirs, args.out, metric=args.metric, reference=ref,
+                                  ci=args.ci, figures=args.figures)
     for path in written:
         print(path)
+    if args.compare:
+        table, paths = report.write_comparison(args.run_dirs, args.out, args.compare[0], args.compare[1], test=args.test)
+        print(table)
+        for path in paths:
+            print(path)
+    return 0
+
+
+def _last_suite(args) -> Path:
+    if args.run is not None:
+        return args.run
+    pointer = args.work / "LAST"
+    if not pointer.exists():
+        raise FileNotFoundError(f"no regression run under {args.work}; run `make regress` first")
+    return Path(pointer.read_text().strip())
+
+
+def _compare_suite(args, suite: Path) -> int:
+    import json
+
+    from benchmark import regress
+
+    if not args.baseline.exists():
+        raise FileNotFoundError(f"no baseline at {args.baseline}; create it with `make regress-accept`")
+    info = json.loads((suite / "suite.json").read_text())
+    tol = regress.read_table(args.tolerances) if args.tolerances.exists() else None
+    if tol is None:
+        print(f"regress: no tolerances at {args.tolerances}; floors used (run `make regress-calibrate`)", file=sys.stderr)
+    cmp = regress.compare(regress.read_table(args.baseline), regress.read_table(suite / "regress.csv"), tol,
+                          skipped=info.get("skipped", {}))
+    cmp.to_csv(suite / "comparison.csv", index=False)
+    text = regress.format_comparison(cmp, show=args.show)
+    (suite / "comparison.md").write_text(text + "\n")
+    for key, why in info.get("skipped", {}).items():
+        print(f"regress: notice: {key}: {why}")
+    print(f"regress: baseline {args.baseline} vs run {suite} (suite wall time {info['seconds'].get('total', 0):.0f} s)")
+    print(text)
+    return 1 if cmp["fails"].any() else 0
+
+
+def cmd_regress(args) -> int:
+    import json
+
+    from benchmark import regress, store
+
+    split = lambda text: None if text is None else [t.strip() for t in text.split(",") if t.strip()]  # noqa: E731
+    overrides = regress.parse_overrides(args.overrides)
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    common = dict(datasets=split(args.datasets), methods=split(args.methods), overrides=overrides,
+                  data_root=args.data_root, features=args.features, log=log)
+    if args.action == "run":
+        suite = args.work / f"{store.now_stamp().replace(':', '')}_s{args.seed}"
+        regress.run_suite(suite, seed=args.seed, **common)
+        (args.work / "LAST").write_text(str(suite.resolve()) + "\n")
+        return _compare_suite(args, suite)
+    if args.action == "compare":
+        return _compare_suite(args, _last_suite(args))
+    if args.action == "accept":
+        suite = _last_suite(args)
+        info = json.loads((suite / "suite.json").read_text())
+        if (info.get("partial") or any(info.get("overrides", {}).values())) and not args.force:
+            raise ValueError(f"refusing to accept {suite}: it ran a restricted suite or with overrides "
+                             "(pass --force to accept it anyway)")
+        path = regress.accept(suite / "regress.csv", args.baseline, skipped=info.get("skipped", {}))
+        print(f"regress: baseline {path} rewritten from {suite}")
+        return 0
+    tables, seconds = [], []
+    root = args.work / f"calibrate-{store.now_stamp().replace(':', '')}"
+    for seed in args.seeds:
+        res = regress.run_suite(root / f"s{seed}", seed=seed, **common)
+        tables.append(res.table)
+        seconds.append(res.seconds["total"])
+        log(f"regress: calibration seed {seed}: {res.seconds['total']:.0f} s")
+    tol = regress.calibrate(tables)
+    regress.write_table(tol, args.tolerances, regress.tolerance_header(args.seeds, seconds))
+    print(regress.tolerance_summary(tol).to_markdown(index=False))
+    print(f"regress: tolerances of {len(tol)} rows -> {args.tolerances}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from benchmark.store import git_revision
+
+    git_revision()  # pin the revision of the code this process loaded
     _quiet_libraries()
     from datasets import MissingDataError
     from methods.backbones import MissingWeightsError
 
     from benchmark.train import NonFiniteLossError
 
-    handlers = {"run": cmd_run, "evaluate": cmd_evaluate, "list": cmd_list, "report": cmd_report}
+    handlers = {"run": cmd_run, "evaluate": cmd_evaluate, "list": cmd_list, "report": cmd_report,
+                "regress": cmd_regress}
     try:
         return handlers[args.command](args)
     except (MissingDataError, MissingWeightsError, NonFiniteLossError, ValueError, FileNotFoundError) as err:

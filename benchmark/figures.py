@@ -1,126 +1,237 @@
-"""Figures from result tables, one call each (matplotlib; PDF and PNG; black-and-white safe:
-every method gets its own marker and line style as well as a colour)."""
+"""Figures from result tables or run directories, one call each (matplotlib; PDF and PNG).
+
+Every figure takes ``runs`` — a long metric table (``benchmark.report.load_runs``) or an iterable
+of run directories — and an output folder, and returns the files written (none when the runs
+hold no data for it). One style throughout (:data:`STYLE`): small serif-free type sized for a
+column of a paper, and black-and-white safe: each method keeps one marker, line style and
+colour in every figure (colours of the Okabe–Ito palette, which also differ in grey level), so
+lines stay distinguishable when printed in grey. Several datasets give one panel each.
+
+- :func:`map_vs_bits`: mAP (default variant) against code length, mean ± std over seeds;
+- :func:`precision_recall`: precision–recall over rank cut-offs (``curves.json``), per method;
+- :func:`precision_at_k`: P@k against k (log scale), per method;
+- :func:`speedup_vs_precision`: wall-clock speed-up over exhaustive float search (log scale)
+  against the fast search's own P@k; :func:`suf_vs_precision`: the same with SUF (sparse codes).
+"""
 from __future__ import annotations
 
 import json
-from itertools import cycle
+import logging
 from pathlib import Path
+from typing import Iterable
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting chatter
+
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">"]
-LINES = ["-", "--", "-.", ":"]
+LINES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
+#: Okabe–Ito colours, ordered so neighbours differ in grey level too.
+COLORS = ["#000000", "#E69F00", "#0072B2", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442"]
+STYLE = {
+    "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
+    "legend.fontsize": 6.5, "legend.frameon": False, "lines.linewidth": 1.2, "lines.markersize": 4,
+    "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.5, "axes.spines.top": False,
+    "axes.spines.right": False, "savefig.bbox": "tight", "pdf.fonttype": 42,
+}
+PANEL = (3.2, 2.5)
 
 
-def _styles(methods: list[str]) -> dict[str, dict]:
-    m, line = cycle(MARKERS), cycle(LINES)
-    return {name: {"marker": next(m), "linestyle": next(line)} for name in sorted(methods)}
+def _frame(runs) -> pd.DataFrame:
+    if isinstance(runs, pd.DataFrame):
+        return runs
+    from benchmark.report import load_runs
+
+    return load_runs(list(runs))
+
+
+def _styles(methods: Iterable[str]) -> dict[str, dict]:
+    """One marker, line style and colour per method (by sorted name), the same in every panel."""
+    return {name: {"marker": MARKERS[i % len(MARKERS)], "linestyle": LINES[i % len(LINES)],
+                   "color": COLORS[i % len(COLORS)]}
+            for i, name in enumerate(sorted(set(methods)))}
+
+
+def _panels(rows: pd.DataFrame):
+    """(title, rows of one dataset/protocol) pairs and a figure with one axis per pair."""
+    groups = list(rows.groupby(["dataset", "protocol"], sort=True))
+    n = len(groups)
+    fig, axes = plt.subplots(1, n, figsize=(PANEL[0] * n, PANEL[1]), squeeze=False)
+    return fig, [(f"{d} ({p})", g, ax) for ((d, p), g), ax in zip(groups, axes[0])]
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.pdf", out / f"{stem}.png"]
     for p in paths:
-        fig.savefig(p, bbox_inches="tight", dpi=150)
+        fig.savefig(p, dpi=200, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
     plt.close(fig)
     return paths
 
 
-def map_vs_bits(frame: pd.DataFrame, out: Path, variant: str) -> list[Path]:
-    """mAP (default variant) against code length, one line per method, mean ± std over seeds."""
+def _legend(fig, axes_list) -> None:
+    handles, labels = {}, {}
+    for ax in axes_list:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    if handles:
+        axes_list[-1].legend(list(handles.values()), list(handles.keys()), loc="center left", bbox_to_anchor=(1.02, 0.5))
+
+
+def _pick_bits(rows: pd.DataFrame, bits: int | None) -> int | None:
+    if rows.empty:
+        return None
+    return int(bits) if bits is not None else int(rows["bits"].max())
+
+
+def map_vs_bits(runs, out: Path, variant: str | None = None) -> list[Path]:
+    """mAP (``variant``, default: the default mAP variant) against code length, one line per
+    method, mean ± std over seeds; one panel per dataset."""
+    from benchmark.report import DEFAULT_MAP_VARIANT
+
+    frame = _frame(runs)
+    variant = DEFAULT_MAP_VARIANT if variant is None else variant
     rows = frame[frame["metric"].str.startswith("map@") & (frame["variant"].fillna("") == variant)]
     if rows.empty:
         return []
-    fig, ax = plt.subplots(figsize=(4.5, 3.4))
-    styles = _styles(rows["method"].unique().tolist())
-    for method, g in rows.groupby("method"):
-        s = g.groupby("bits")["value"].agg(["mean", "std"]).reset_index()
-        ax.errorbar(s["bits"], s["mean"], yerr=s["std"].fillna(0), label=method, capsize=2, color="black"
-                    if len(styles) == 1 else None, **styles[method])
-    ax.set_xlabel("code length (bits)")
-    ax.set_ylabel(rows["metric"].iloc[0].replace("map", "mAP"))
-    ax.set_title(f"{rows['dataset'].iloc[0]} ({rows['protocol'].iloc[0]})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return _save(fig, out, "map_vs_bits")
+    styles = _styles(rows["method"])
+    with plt.rc_context(STYLE):
+        fig, panels = _panels(rows)
+        for title, g, ax in panels:
+            for method, m in g.groupby("method"):
+                s = m.groupby("bits")["value"].agg(["mean", "std"]).reset_index()
+                ax.errorbar(s["bits"], s["mean"], yerr=s["std"].fillna(0), label=method, capsize=2, **styles[method])
+            ax.set_xticks(sorted(g["bits"].unique()))
+            ax.set_xlabel("code length (bits)")
+            ax.set_ylabel(g["metric"].iloc[0].replace("map", "mAP"))
+            ax.set_title(title)
+        _legend(fig, [p[2] for p in panels])
+        return _save(fig, out, "map_vs_bits")
 
 
-def precision_at_k(frame: pd.DataFrame, out: Path) -> list[Path]:
-    """P@k (expected under ties, exact ranking) against k, one line per (method, bits)."""
+def precision_at_k(runs, out: Path, bits: int | None = None) -> list[Path]:
+    """P@k (expected under ties, exact ranking) against k, one line per method at ``bits``
+    (default: the longest code length present), mean over seeds; one panel per dataset."""
+    frame = _frame(runs)
     rows = frame[frame["metric"].str.match(r"precision@\d+$") & (frame["variant"].fillna("") == "ties=expected")]
+    b = _pick_bits(rows, bits)
+    rows = rows[rows["bits"] == b] if b is not None else rows
     if rows.empty:
         return []
     rows = rows.assign(k=rows["metric"].str.split("@").str[1].astype(int))
-    fig, ax = plt.subplots(figsize=(4.5, 3.4))
-    styles = _styles(rows["method"].unique().tolist())
-    for (method, bits), g in rows.groupby(["method", "bits"]):
-        s = g.groupby("k")["value"].mean()
-        ax.plot(s.index, s.values, label=f"{method} {bits}b", **styles[method])
-    ax.set_xscale("log")
-    ax.set_xlabel("k")
-    ax.set_ylabel("precision@k")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
-    return _save(fig, out, "precision_at_k")
+    styles = _styles(rows["method"])
+    with plt.rc_context(STYLE):
+        fig, panels = _panels(rows)
+        for title, g, ax in panels:
+            for method, m in g.groupby("method"):
+                s = m.groupby("k")["value"].mean()
+                ax.plot(s.index, s.values, label=method, **styles[method])
+            ax.set_xscale("log")
+            ax.set_xlabel("k")
+            ax.set_ylabel("precision@k")
+            ax.set_title(f"{title}, {b} bits")
+        _legend(fig, [p[2] for p in panels])
+        return _save(fig, out, "precision_at_k")
 
 
-def precision_recall(frame: pd.DataFrame, out: Path) -> list[Path]:
-    """Precision–recall over rank cut-offs (from each run's ``curves.json``), first seed of each
-    (method, bits)."""
-    fig, ax = plt.subplots(figsize=(4.5, 3.4))
-    runs = frame.drop_duplicates(["method", "bits"])[["method", "bits", "run_dir"]]
-    styles = _styles(runs["method"].unique().tolist())
-    drawn = 0
-    for _, row in runs.iterrows():
+def precision_recall(runs, out: Path, bits: int | None = None) -> list[Path]:
+    """Precision–recall over rank cut-offs (each run's ``curves.json``) at ``bits`` (default:
+    the longest present), averaged point-wise over seeds; one panel per dataset."""
+    frame = _frame(runs)
+    b = _pick_bits(frame, bits)
+    runs_ = frame[frame["bits"] == b].drop_duplicates("run_dir")[["dataset", "protocol", "method", "run_dir"]] \
+        if b is not None else frame.iloc[:0]
+    curves = []
+    for _, row in runs_.iterrows():
         path = Path(row["run_dir"]) / "curves.json"
         if not path.exists():
             continue
-        curves = json.loads(path.read_text()).get(str(row["bits"]), {})
-        pr = curves.get("pr_rank")
-        if not pr:
-            continue
-        ax.plot(pr["recall"], pr["precision"], label=f"{row['method']} {row['bits']}b", **styles[row["method"]])
-        drawn += 1
-    if not drawn:
-        plt.close(fig)
+        pr = json.loads(path.read_text()).get(str(b), {}).get("pr_rank")
+        if pr:
+            curves.append({**row.to_dict(), "recall": np.asarray(pr["recall"]), "precision": np.asarray(pr["precision"])})
+    if not curves:
         return []
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
-    return _save(fig, out, "precision_recall")
+    table = pd.DataFrame(curves)
+    styles = _styles(table["method"])
+    with plt.rc_context(STYLE):
+        fig, panels = _panels(table)
+        for title, g, ax in panels:
+            for method, m in g.groupby("method"):
+                ax.plot(np.mean(np.stack(m["recall"]), 0), np.mean(np.stack(m["precision"]), 0), label=method,
+                        markevery=2, **styles[method])
+            ax.set_xlabel("recall")
+            ax.set_ylabel("precision")
+            ax.set_title(f"{title}, {b} bits")
+        _legend(fig, [p[2] for p in panels])
+        return _save(fig, out, "precision_recall")
 
 
-def speedup_vs_precision(frame: pd.DataFrame, out: Path) -> list[Path]:
-    """Wall-clock speed-up over exhaustive float search (log scale) against the fast search's
-    own P@k, one point per (method, bits, seed)."""
-    sp = frame[frame["metric"].str.startswith("speedup_wallclock@")]
-    pk = frame[frame["metric"].str.match(r"precision@\d+$") & frame["variant"].fillna("").str.startswith("search=")]
+def _speed_figure(frame: pd.DataFrame, speed_prefix: str, precision_mask: pd.Series, ylabel: str,
+                  stem: str, out: Path) -> list[Path]:
+    sp = frame[frame["metric"].str.startswith(speed_prefix)]
+    pk = frame[precision_mask]
     if sp.empty or pk.empty:
         return []
-    keys = ["method", "bits", "seed", "dataset"]
+    keys = ["dataset", "protocol", "method", "bits", "seed"]
+    if speed_prefix.startswith("suf@"):  # SUF@k pairs with P@k at the same k
+        sp = sp.assign(k=sp["metric"].str.split("@").str[1])
+        pk = pk.assign(k=pk["metric"].str.split("@").str[1])
+        keys = keys + ["k"]
     merged = sp.merge(pk, on=keys, suffixes=("_speed", "_p"))
-    fig, ax = plt.subplots(figsize=(4.5, 3.4))
-    styles = _styles(merged["method"].unique().tolist())
-    for method, g in merged.groupby("method"):
-        ax.scatter(g["value_p"], g["value_speed"], label=method, marker=styles[method]["marker"],
-                   facecolors="none", edgecolors="black")
-    ax.set_yscale("log")
-    ax.set_xlabel(merged["metric_p"].iloc[0] + " of the fast search")
-    ax.set_ylabel("wall-clock speed-up vs float")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
-    return _save(fig, out, "speedup_vs_precision")
+    if merged.empty:
+        return []
+    group = ["dataset", "protocol", "method", "bits"] + (["k"] if "k" in keys else [])
+    mean = merged.groupby(group)[["value_p", "value_speed"]].mean().reset_index()
+    styles = _styles(mean["method"])
+    with plt.rc_context(STYLE):
+        fig, panels = _panels(mean)
+        for title, g, ax in panels:
+            for method, m in g.groupby("method"):
+                m = m.sort_values(group[3:])
+                st = styles[method]
+                ax.plot(m["value_p"], m["value_speed"], label=method, marker=st["marker"], linestyle=st["linestyle"],
+                        color=st["color"], markerfacecolor="white")
+                for _, r in m.iterrows():
+                    label = f"{int(r['bits'])}" + (f" k{r['k']}" if "k" in group else "")
+                    ax.annotate(label, (r["value_p"], r["value_speed"]), fontsize=5,
+                                xytext=(2, 2), textcoords="offset points")
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_xlabel(merged["metric_p"].iloc[0] + " of the fast search")
+            ax.set_ylabel(ylabel)
+            ax.set_title(title)
+            ax.grid(True, which="both", alpha=0.3)
+        _legend(fig, [p[2] for p in panels])
+        return _save(fig, out, stem)
 
 
-def all_figures(frame: pd.DataFrame, out: Path) -> list[Path]:
-    """Every figure above that the frame has data for."""
-    from benchmark.report import DEFAULT_MAP_VARIANT
+def speedup_vs_precision(runs, out: Path) -> list[Path]:
+    """Wall-clock speed-up over exhaustive float search (log scale) against the fast search's
+    own P@k, one point per (method, bits) (mean over seeds; labels = bits), one line per method."""
+    frame = _frame(runs)
+    mask = frame["metric"].str.match(r"precision@\d+$") & frame["variant"].fillna("").str.startswith("search=")
+    return _speed_figure(frame, "speedup_wallclock@", mask, "wall-clock speed-up vs float", "speedup_vs_precision",
+                         out)
 
-    return (map_vs_bits(frame, out, DEFAULT_MAP_VARIANT) + precision_recall(frame, out)
-            + precision_at_k(frame, out) + speedup_vs_precision(frame, out))
+
+def suf_vs_precision(runs, out: Path) -> list[Path]:
+    """SUF (database size / candidates touched, sparse codes) against P@k after the hash-table
+    lookup at the same k, one point per (method, bits, k)."""
+    frame = _frame(runs)
+    mask = frame["metric"].str.match(r"precision@\d+$") & frame["variant"].fillna("").str.contains("search=hash_table")
+    return _speed_figure(frame, "suf@", mask, "SUF (search speed-up factor)", "suf_vs_precision", out)
+
+
+def all_figures(runs, out: Path) -> list[Path]:
+    """Every figure above that the runs have data for."""
+    frame = _frame(runs)
+    return (map_vs_bits(frame, out) + precision_recall(frame, out) + precision_at_k(frame, out)
+            + speedup_vs_precision(frame, out) + suf_vs_precision(frame, out))

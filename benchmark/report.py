@@ -3,6 +3,12 @@
 Tables: rows = methods, columns = dataset × bits, cells = mean ± std over seeds (std with
 ddof=1; a single seed shows the mean alone); in the Markdown and LaTeX forms the best mean of
 each column is bold and the second best underlined (higher is better for every quality metric).
+The LaTeX form is a booktabs ``tabular`` (``\\pm``), compiling as-is with ``\\usepackage{booktabs}``.
+
+Optional parts: rows the papers report for the same protocol (``benchmark.reference``), set
+apart below a rule, marked "reported by the paper" (†) and never ranked or averaged; the
+bootstrap confidence interval over queries of every run's mAP (``map_ci.*``); a paired test of
+two methods over the same queries (``compare_<A>_vs_<B>.*``), naming the test (``benchmark.stats``).
 """
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from benchmark import reference as reference_mod
+from benchmark import stats
 from benchmark.store import load_metrics, variant_string, write_csv_atomic
 
 DEFAULT_MAP_VARIANT = variant_string({"ties": "expected", "denominator": "relevant_retrieved", "empty": "zero"})
@@ -41,9 +49,72 @@ def _cell(mean: float, std: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def pivot(summ: pd.DataFrame, style: str = "plain") -> pd.DataFrame:
-    """Methods × (dataset, metric, bits) table of ``mean ± std`` strings; ``style`` "markdown" or
-    "latex" marks each column's best mean bold and the second best underlined."""
+def load_runs(run_dirs: Iterable[Path]) -> pd.DataFrame:
+    """The metric rows of the runs in (or below) ``run_dirs``: only ``metrics.csv`` files of
+    real run directories (a ``config.yaml`` beside them; Lightning's own ``logs/**/metrics.csv``
+    are skipped), with integer bits and seed and string variants."""
+    frame = load_metrics(list(run_dirs))
+    is_run = frame["run_dir"].map(lambda d: (Path(d) / "config.yaml").exists())
+    frame = frame[is_run & frame["method"].notna()].copy() if "method" in frame else frame.iloc[:0]
+    if frame.empty:
+        raise FileNotFoundError("no run directory (metrics.csv beside config.yaml) under: "
+                                + ", ".join(str(d) for d in run_dirs))
+    frame["variant"] = frame["variant"].fillna("").astype(str)
+    frame["bits"] = frame["bits"].astype(int)
+    frame["seed"] = frame["seed"].astype(int)
+    return _one_run_per_cell(frame).reset_index(drop=True)
+
+
+def _one_run_per_cell(frame: pd.DataFrame) -> pd.DataFrame:
+    """Keep one run per (method, dataset, protocol, bits, seed): a method that evaluates several
+    code lengths from one training (DRQ's prefixes) may have run at several lengths; the run
+    trained at that length wins, else the one trained at the longest code. A run's own length
+    is the ``bits`` of its ``train_seconds`` row."""
+    own = frame[frame["metric"] == "train_seconds"].groupby("run_dir")["bits"].max()
+    frame = frame.assign(run_bits=frame["run_dir"].map(own).fillna(frame["bits"]).astype(int))
+    keys = ["method", "dataset", "protocol", "bits", "seed"]
+    cand = frame.drop_duplicates(keys + ["run_dir"])[keys + ["run_dir", "run_bits"]]
+    cand = cand.assign(_exact=cand["run_bits"] == cand["bits"])
+    best = cand.sort_values(["_exact", "run_bits", "run_dir"], ascending=[False, False, True]).drop_duplicates(keys)
+    return frame.merge(best[keys + ["run_dir"]], on=keys + ["run_dir"], how="inner")
+
+
+def reference_rows(frame: pd.DataFrame, summ: pd.DataFrame, methods: list[str] | None = None) -> pd.DataFrame:
+    """Published rows (``benchmark.reference``) for the table's columns: same dataset, protocol
+    (of the runs), metric and code length, of ``methods`` (published names, any case; None: all).
+    Columns: :data:`benchmark.reference.COLUMNS`."""
+    parts = []
+    for (dataset, metric), g in summ.groupby(["dataset", "metric"]):
+        for protocol in frame.loc[frame["dataset"] == dataset, "protocol"].unique():
+            parts.append(reference_mod.matching(dataset, protocol, metric, bits=g["bits"].unique().tolist(),
+                                                methods=methods))
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=reference_mod.COLUMNS)
+    return pd.concat(parts, ignore_index=True)
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    """``text`` with LaTeX's special characters escaped."""
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
+
+
+def reference_label(method: str, style: str) -> str:
+    """Row label of a published row: the method with a dagger, "reported by the paper"."""
+    if style == "latex":
+        return rf"{latex_escape(method)}$^\dagger$"
+    if style == "markdown":
+        return f"{method} † ({reference_mod.LABEL})"
+    return f"{method} [{reference_mod.LABEL}]"
+
+
+def _cells(summ: pd.DataFrame, style: str = "plain", reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Methods × (dataset, metric, bits) cells; computed rows ranked (bold best, underlined
+    second), published rows appended after them, formatted alone and never ranked."""
     means = summ.pivot_table(index="method", columns=["dataset", "metric", "bits"], values="mean")
     stds = summ.pivot_table(index="method", columns=["dataset", "metric", "bits"], values="std", dropna=False)
     stds = stds.reindex_like(means)
@@ -53,14 +124,117 @@ def pivot(summ: pd.DataFrame, style: str = "plain") -> pd.DataFrame:
         for m in means.index:
             text = _cell(means.at[m, col], stds.at[m, col])
             if style == "latex":
-                text = text.replace("±", r"$\pm$")
+                text = text.replace("±", r"$\pm$").replace("—", "--")
             if order and m == order[0] and len(order) > 1:
                 text = f"**{text}**" if style == "markdown" else (rf"\textbf{{{text}}}" if style == "latex" else text)
             elif len(order) > 2 and m == order[1]:
                 text = f"<u>{text}</u>" if style == "markdown" else (rf"\underline{{{text}}}" if style == "latex" else text)
             out.at[m, col] = text
+    if style == "latex":
+        out.index = [latex_escape(m) for m in out.index]
+    if reference is not None and len(reference):
+        ref = pd.DataFrame(index=pd.unique(reference["method"]), columns=out.columns, dtype=object)
+        for _, r in reference.iterrows():
+            key = (r["dataset"], r["metric"], int(r["bits"]))
+            if key in ref.columns:
+                ref.at[r["method"], key] = f"{r['value']:.3f}"
+        ref = ref.dropna(how="all").fillna("--" if style == "latex" else "—")
+        ref.index = [reference_label(m, style) for m in ref.index]
+        out = pd.concat([out, ref])
+    out.index.name = None
+    return out
+
+
+def pivot(summ: pd.DataFrame, style: str = "plain", reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Methods × (dataset, metric, bits) table of ``mean ± std`` strings; ``style`` "markdown" or
+    "latex" marks each column's best mean bold and the second best underlined; ``reference``
+    rows (published numbers) are appended, labelled, unranked."""
+    out = _cells(summ, style, reference)
     out.columns = [f"{d} {metric} {b}b" for d, metric, b in out.columns]
     return out
+
+
+def latex_table(summ: pd.DataFrame, reference: pd.DataFrame | None = None, caption: str = "") -> str:
+    """The table as a booktabs ``tabular`` (pandas Styler): a header row per dataset (metric)
+    spanning its code lengths, ``$\\pm$`` cells, published rows below a ``\\midrule`` with a
+    dagger and a note under the table. Needs only ``\\usepackage{booktabs}``."""
+    cells = _cells(summ, "latex", reference)
+    cells.columns = pd.MultiIndex.from_tuples([(f"{latex_escape(d)} ({latex_escape(m).replace('map', 'mAP')})",
+                                                f"{b} bits") for d, m, b in cells.columns])
+    body = cells.fillna("--").style.hide(axis="index", names=True).to_latex(
+        hrules=True, column_format="l" + "c" * cells.shape[1], multicol_align="c")
+    lines = body.splitlines()
+    n_ref = 0 if reference is None or not len(reference) else sum(1 for i in cells.index if "dagger" in i)
+    if n_ref:
+        first_ref = next(i for i, line in enumerate(lines) if line.split(" & ")[0].endswith(r"$^\dagger$"))
+        lines.insert(first_ref, r"\midrule")
+        sources = "; ".join(sorted(set(reference["source"])))
+        note = (rf"\multicolumn{{{cells.shape[1] + 1}}}{{l}}{{\footnotesize $^\dagger$ {reference_mod.LABEL}"
+                rf" ({latex_escape(sources)}), not measured here.}} \\")
+        lines.insert(len(lines) - 1, note)
+    head = [f"% {line}" for line in caption.splitlines()] + ["% Needs \\usepackage{booktabs}."]
+    return "\n".join(head + lines) + "\n"
+
+
+def map_intervals(frame: pd.DataFrame, level: float = 0.95, n_resamples: int = 9999, seed: int = 0) -> pd.DataFrame:
+    """Bootstrap CI over queries of every run's mAP (default variant) and code length, from
+    ``per_query.npz`` (``benchmark.stats.bootstrap_ci``, percentile method)."""
+    rows = main_rows(frame)
+    records = []
+    for (run_dir, bits), g in rows.groupby(["run_dir", "bits"], sort=True):
+        try:
+            ap = stats.per_query_ap(Path(run_dir)).get(int(bits))
+        except FileNotFoundError:
+            continue
+        if ap is None:
+            continue
+        ci = stats.bootstrap_ci(ap, level=level, n_resamples=n_resamples, seed=seed)
+        r = g.iloc[0]
+        records.append(dict(method=r["method"], dataset=r["dataset"], protocol=r["protocol"], metric=r["metric"],
+                            bits=int(bits), seed=int(r["seed"]), map=float(r["value"]), ci_low=ci.low, ci_high=ci.high,
+                            level=level, queries=ci.n, interval=ci.method, run_dir=run_dir))
+    cols = ["method", "dataset", "protocol", "metric", "bits", "seed", "map", "ci_low", "ci_high", "level", "queries",
+            "interval", "run_dir"]
+    return pd.DataFrame.from_records(records, columns=cols).sort_values(["dataset", "method", "bits", "seed"]) \
+        .reset_index(drop=True)
+
+
+def compare_methods(frame: pd.DataFrame, a: str, b: str, test: str = "permutation", seed: int = 0) -> pd.DataFrame:
+    """Paired test of methods ``a`` and ``b`` on per-query AP (default mAP variant) for every
+    (dataset, protocol, bits, seed) both have, on the same queries (checked through the query
+    indices' sha256): mAP of each, mean difference a − b with its bootstrap 95% CI, p-value, test name."""
+    rows = main_rows(frame)
+    for name in (a, b):
+        if name not in set(rows["method"]):
+            raise ValueError(f"no runs of method {name!r}; have: {', '.join(sorted(rows['method'].unique()))}")
+    records = []
+    keys = ["dataset", "protocol", "bits", "seed"]
+    ra = rows[rows["method"] == a].drop_duplicates(keys)
+    rb = rows[rows["method"] == b].drop_duplicates(keys)
+    for _, x in ra.merge(rb, on=keys, suffixes=("_a", "_b")).iterrows():
+        if stats.query_fingerprint(Path(x["run_dir_a"])) != stats.query_fingerprint(Path(x["run_dir_b"])):
+            continue
+        pa = stats.per_query_ap(Path(x["run_dir_a"])).get(int(x["bits"]))
+        pb = stats.per_query_ap(Path(x["run_dir_b"])).get(int(x["bits"]))
+        if pa is None or pb is None:
+            continue
+        res = stats.paired_test(pa, pb, test=test, seed=seed)
+        records.append({**{k: x[k] for k in keys}, "queries": res.n, f"mAP {a}": res.mean_a, f"mAP {b}": res.mean_b,
+                        "difference": res.mean_diff, "ci95_low": res.diff_low, "ci95_high": res.diff_high,
+                        "p_value": res.p_value, "test": res.test})
+    if not records:
+        raise ValueError(f"no runs of {a} and {b} on the same queries (same dataset, protocol, bits and seed)")
+    return pd.DataFrame.from_records(records).sort_values(keys).reset_index(drop=True)
+
+
+def _caption(frame: pd.DataFrame, summ: pd.DataFrame) -> str:
+    metrics = ", ".join(sorted(summ["metric"].unique()))
+    seeds = sorted(summ["n"].unique())
+    hw = "; ".join(sorted(frame["hardware"].dropna().astype(str).unique()))
+    revs = ", ".join(sorted(frame["git_revision"].dropna().astype(str).unique()))
+    return (f"{metrics} ({DEFAULT_MAP_VARIANT if metrics.startswith('map@') else 'first variant'}), mean ± std over "
+            f"seeds ({'/'.join(str(int(s)) for s in seeds)} per cell); best in bold, second underlined.\n"
+            f"Measured on: {hw}; git {revs}.")
 
 
 def comparison_table(frame: pd.DataFrame) -> str:
@@ -89,23 +263,62 @@ def comparison_table(frame: pd.DataFrame) -> str:
     return "\n\n".join(parts)
 
 
-def write_report(run_dirs: Iterable[Path], out: Path, metric: str | None = None) -> list[Path]:
-    """Write ``table.csv`` (tidy mean/std/n), ``table.md`` and ``table.tex`` (booktabs) and the
-    figures of :mod:`benchmark.figures` under ``out``; returns the paths written."""
-    from benchmark import figures
+def write_report(run_dirs: Iterable[Path], out: Path, metric: str | None = None,
+                 reference: bool | list[str] = False, ci: bool = True, figures: bool = True) -> list[Path]:
+    """Write ``table.csv`` (tidy mean/std/n), ``table.md`` and ``table.tex`` (booktabs), with
+    ``reference`` (True, or a list of published method names): ``reference.csv`` and the
+    published rows in the tables; with ``ci``:
+    ``map_ci.csv``/``map_ci.md`` (bootstrap CI over queries of each run's mAP); with ``figures``:
+    the figures of :mod:`benchmark.figures`, all under ``out``; returns the paths written."""
+    from benchmark import figures as figures_mod
 
-    frame = load_metrics(list(run_dirs))
+    frame = load_runs(list(run_dirs))
     summ = summary(main_rows(frame, metric))
+    ref = reference_rows(frame, summ, None if reference is True else list(reference)) if reference else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    caption = _caption(frame, summ)
     write_csv_atomic(summ, out / "table.csv")
     written.append(out / "table.csv")
-    (out / "table.md").write_text(pivot(summ, "markdown").to_markdown() + "\n")
+    md = pivot(summ, "markdown", ref).to_markdown()
+    notes = "\n".join(f"_{line}_" for line in caption.splitlines())
+    if ref is not None and len(ref):
+        notes += (f"\n_† {reference_mod.LABEL} ({'; '.join(sorted(set(ref['source'])))}); not measured here, "
+                  "not ranked._")
+        write_csv_atomic(ref, out / "reference.csv")
+        written.append(out / "reference.csv")
+    (out / "table.md").write_text(md + "\n\n" + notes + "\n")
     written.append(out / "table.md")
-    latex = pivot(summ, "latex").to_latex(escape=False, column_format="l" + "c" * len(summ.groupby(["dataset", "metric", "bits"])))
-    latex = latex.replace(r"\toprule", r"\toprule").replace("_", r"\_")
-    (out / "table.tex").write_text(latex)
+    (out / "table.tex").write_text(latex_table(summ, ref, caption))
     written.append(out / "table.tex")
-    written += figures.all_figures(frame, out)
+    if ci and metric is None:
+        intervals = map_intervals(frame)
+        if len(intervals):
+            write_csv_atomic(intervals, out / "map_ci.csv")
+            show = intervals.assign(**{"95% CI": [f"[{lo:.3f}, {hi:.3f}]" for lo, hi in
+                                                  zip(intervals["ci_low"], intervals["ci_high"])]})
+            show = show[["method", "dataset", "bits", "seed", "map", "95% CI", "queries"]]
+            (out / "map_ci.md").write_text(show.to_markdown(index=False, floatfmt=".3f") + "\n\n_Percentile bootstrap "
+                                           "over queries (9,999 resamples) of each run's per-query AP._\n")
+            written += [out / "map_ci.csv", out / "map_ci.md"]
+    if figures:
+        written += figures_mod.all_figures(frame, out)
     return written
+
+
+def write_comparison(run_dirs: Iterable[Path], out: Path, a: str, b: str, test: str = "permutation") -> tuple[str, list[Path]]:
+    """Write ``compare_<a>_vs_<b>.csv``/``.md`` under ``out`` (see :func:`compare_methods`);
+    returns the Markdown text and the paths."""
+    table = compare_methods(load_runs(list(run_dirs)), a, b, test=test)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"compare_{a}_vs_{b}"
+    write_csv_atomic(table, out / f"{stem}.csv")
+    show = table.drop(columns=["test"]).copy()
+    show["95% CI"] = [f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(table["ci95_low"], table["ci95_high"])]
+    show = show.drop(columns=["ci95_low", "ci95_high"])
+    text = (show.to_markdown(index=False, floatfmt=".4f") + f"\n\n_difference = mAP {a} − mAP {b} over the same "
+            f"queries; 95% CI by percentile bootstrap over query pairs; p: {table['test'].iloc[0]}._")
+    (out / f"{stem}.md").write_text(text + "\n")
+    return text, [out / f"{stem}.csv", out / f"{stem}.md"]

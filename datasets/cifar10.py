@@ -21,9 +21,9 @@ import tarfile
 import numpy as np
 
 from datasets import cache
-from datasets.base import ArrayData, DatasetSpec, MissingDataError
+from datasets.base import ArrayData, DatasetSpec, MissingDataError, Protocol, Split
 from datasets.cifar_pickle import batch_images, missing_files, read_pickle, torchvision_download
-from datasets.splits import official_protocol, sampled_protocol
+from datasets.splits import carve_val, official_protocol, sample_per_class, sampled_protocol
 
 NAME = "cifar10"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -140,6 +140,30 @@ def load_cifar10(root: pathlib.Path | None, *, download: bool = False) -> ArrayD
 
 
 _WHOLE = "val = 10% of the training pool per class, removed from train"
+
+
+def subset_protocol(name: str, query_per_class: int, train_per_class: int, database_per_class: int) -> Protocol:
+    """A small sampled protocol (the CPU regression suite's): per class, ``query_per_class``
+    queries from all items, then ``train_per_class`` training-pool items and
+    ``database_per_class`` database items from the rest, the three disjoint; val = 10% of the
+    pool per class, removed from train (never in the database)."""
+
+    def make_split(data: ArrayData, seed: int) -> Split:
+        rng = np.random.default_rng(seed)
+        cls = data.class_index()
+        everything = np.arange(len(data), dtype=np.int64)
+        query = sample_per_class(cls, everything, query_per_class, rng)
+        rest = np.setdiff1d(everything, query)
+        pool = sample_per_class(cls, rest, train_per_class, rng)
+        database = sample_per_class(cls, np.setdiff1d(rest, pool), database_per_class, rng)
+        train, val = carve_val(data, pool, rng)
+        return Split(query=query, train=train, val=val, database=database, protocol=name, seed=seed)
+
+    description = (f"small subset for the CPU regression suite: {query_per_class} queries, {train_per_class} "
+                   f"training-pool and {database_per_class} database images per class, disjoint, drawn from all "
+                   f"60k; val = 10% of the pool per class, removed from train")
+    return Protocol(name, description, None, make_split)
+
 SPEC = DatasetSpec(
     name=NAME,
     description="CIFAR-10, 60,000 32x32 colour images, 10 classes",
@@ -166,6 +190,7 @@ SPEC = DatasetSpec(
                 "DeepHash-pytorch 'cifar10-2': queries = official test (10k); training pool = database = "
                 f"official train (50k); {_WHOLE}, kept in the database",
             ),
+            subset_protocol("query500-train2k-db10k", query_per_class=50, train_per_class=200, database_per_class=1000),
         ]
     },
     loader=load_cifar10,
