@@ -203,6 +203,7 @@ def _speed_figure(frame: pd.DataFrame, speed_prefix: str, precision_mask: pd.Ser
                     ax.annotate(label, (r["value_p"], r["value_speed"]), fontsize=5,
                                 xytext=(2, 2), textcoords="offset points")
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
             ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel(merged["metric_p"].iloc[0] + " of the fast search")

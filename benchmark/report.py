@@ -231,7 +231,8 @@ def _caption(frame: pd.DataFrame, summ: pd.DataFrame) -> str:
     metrics = ", ".join(sorted(summ["metric"].unique()))
     seeds = sorted(summ["n"].unique())
     hw = "; ".join(sorted(frame["hardware"].dropna().astype(str).unique()))
-    revs = ", ".join(sorted(frame["git_revision"].dropna().astype(str).unique()))
+    revs = ", ".join(sorted({r[:7] + ("+dirty" if r.endswith("+dirty") else "")
+                             for r in frame["git_revision"].dropna().astype(str)}))
     return (f"{metrics} ({DEFAULT_MAP_VARIANT if metrics.startswith('map@') else 'first variant'}), mean ± std over "
             f"seeds ({'/'.join(str(int(s)) for s in seeds)} per cell); best in bold, second underlined.\n"
             f"Measured on: {hw}; git {revs}.")
