@@ -50,15 +50,9 @@ def _cell(mean: float, std: float, digits: int = 3) -> str:
 
 
 def load_runs(run_dirs: Iterable[Path]) -> pd.DataFrame:
-    """The metric rows of the runs in (or below) ``run_dirs``: only ``metrics.csv`` files of
-    real run directories (a ``config.yaml`` beside them; Lightning's own ``logs/**/metrics.csv``
-    are skipped), with integer bits and seed and string variants."""
+    """The metric rows of the runs in (or below) ``run_dirs`` (run directories only, see
+    :func:`benchmark.store.load_metrics`), with integer bits and seed and string variants."""
     frame = load_metrics(list(run_dirs))
-    is_run = frame["run_dir"].map(lambda d: (Path(d) / "config.yaml").exists())
-    frame = frame[is_run & frame["method"].notna()].copy() if "method" in frame else frame.iloc[:0]
-    if frame.empty:
-        raise FileNotFoundError("no run directory (metrics.csv beside config.yaml) under: "
-                                + ", ".join(str(d) for d in run_dirs))
     frame["variant"] = frame["variant"].fillna("").astype(str)
     frame["bits"] = frame["bits"].astype(int)
     frame["seed"] = frame["seed"].astype(int)

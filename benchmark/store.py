@@ -153,13 +153,15 @@ def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
 
 def load_metrics(run_dirs: Iterable[Path]) -> pd.DataFrame:
     """Concatenate the ``metrics.csv`` of the given run directories (or of every run found
-    below a directory that is not itself a run)."""
+    below a directory that is not itself a run). Only run directories count — a ``metrics.csv``
+    with ``config.yaml`` beside it, not under a hidden ``.tmp-`` directory — so Lightning's own
+    ``logs/**/metrics.csv`` are never read."""
     frames = []
     for d in run_dirs:
         d = Path(d)
         files = [d / "metrics.csv"] if (d / "metrics.csv").exists() else sorted(d.rglob("metrics.csv"))
         for f in files:
-            if not any(part.startswith(".tmp-") for part in f.parts):
+            if (f.parent / "config.yaml").exists() and not any(part.startswith(".tmp-") for part in f.parts):
                 frame = pd.read_csv(f, keep_default_na=False, na_values=["nan", "NaN"])
                 frame["run_dir"] = str(f.parent)
                 frames.append(frame)
