@@ -1,7 +1,8 @@
 """Resolving a method's hyperparameters: YAML defaults ← dataset ← variant ← command line.
 
 ``methods/configs/<method>.yaml`` has the sections ``default``, ``datasets: {<name>: ...}`` and
-``variants: {<name>: ...}``. Keys in :data:`HARNESS_KEYS` drive the harness (training length,
+``variants: {<name>: ...}``, and optionally ``base: <method>`` to extend another method's file.
+Keys in :data:`HARNESS_KEYS` drive the harness (training length,
 data pipeline); every other key is passed to the method's constructor.
 """
 from __future__ import annotations
@@ -58,6 +59,24 @@ def method_config_file(method: str) -> Path:
     return CONFIG_DIR / f"{method}.yaml"
 
 
+def load_spec(method: str) -> dict[str, Any]:
+    """The parsed config file of ``method`` ({} when it has none). A file with ``base: <method>``
+    extends that method's file: its ``default``, ``datasets.<name>`` and ``variants.<name>``
+    blocks are updated key by key with this file's."""
+    path = method_config_file(method)
+    spec = (yaml.safe_load(path.read_text()) if path.exists() else {}) or {}
+    if not spec.get("base"):
+        return spec
+    merged = load_spec(spec["base"])
+    merged["default"] = {**(merged.get("default") or {}), **(spec.get("default") or {})}
+    for section in ("datasets", "variants"):
+        blocks = {k: dict(v or {}) for k, v in (merged.get(section) or {}).items()}
+        for name, block in (spec.get(section) or {}).items():
+            blocks[name] = {**blocks.get(name, {}), **(block or {})}
+        merged[section] = blocks
+    return merged
+
+
 def resolve_config(method: str, dataset: str, variant: str | None = None,
                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The method's resolved hyperparameters for ``dataset`` (harness keys included).
@@ -66,9 +85,7 @@ def resolve_config(method: str, dataset: str, variant: str | None = None,
     ``datasets[dataset]``, its ``variants[variant]``, then ``overrides``. An unknown variant is a
     ValueError listing the valid ones.
     """
-    path = method_config_file(method)
-    spec = yaml.safe_load(path.read_text()) if path.exists() else {}
-    spec = spec or {}
+    spec = load_spec(method)
     cfg = copy.deepcopy(HARNESS_KEYS)
     cfg.update(spec.get("default") or {})
     cfg.update((spec.get("datasets") or {}).get(dataset) or {})

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from benchmark.metrics import candidates as candidate_metrics
 from benchmark.metrics import nmi as nmi_metrics
 from benchmark.metrics import ranking
 from benchmark.metrics import speed as speed_metrics
@@ -63,6 +64,7 @@ class EvalInputs:
     query_features: np.ndarray | None = None
     database_features: np.ndarray | None = None
     query_in_database: np.ndarray | None = None
+    rerank: bool = True
 
 
 @dataclass
@@ -225,25 +227,110 @@ def _relevance_of(ids: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray) 
     return ((shared > 0) & valid).astype(np.int64)
 
 
-def sparse_metrics(inp: EvalInputs, bits: int, s: int, ks=SPARSE_KS) -> EvalResult:
-    """Hash-table lookup for sparse codes: P@k, hit rate and SUF per k (with expansion to ≥ k
-    candidates), re-ranked by the method's embedding; and ``nmi_buckets`` of the database table."""
+def _exact_excluding(q: np.ndarray, db: np.ndarray, k: int, exclude: np.ndarray | None) -> np.ndarray:
+    """Exact L2 top-k ids (faiss ``IndexFlatL2``) with each query's own database index removed."""
+    extra = 0 if exclude is None else 1
+    ids = flat_search.exact_knn(q, db, min(k + extra, len(db)), metric="l2")[1]
+    if exclude is None:
+        return ids[:, :k]
+    out = np.full((len(ids), k), -1, dtype=np.int64)
+    for i, row in enumerate(ids):
+        row = row[row != exclude[i]][:k]
+        out[i, : row.size] = row
+    return out
+
+
+def sparse_metrics(inp: EvalInputs, bits: int, s: int, ks=SPARSE_KS, speed: bool = False) -> EvalResult:
+    """Hash-table search of sparse codes (Deep Hash Table family, methods.md §2.7–2.8, §3.6).
+
+    Per k: the candidate set (the query's own s buckets, expanded in its bucket order until it
+    holds ≥ k items), re-ranked by squared Euclidean distance in the method's embedding (unless
+    the method declares no re-ranking); ``precision@k`` = mean fraction of relevant items in the
+    top k; ``hit_rate@k`` = fraction of queries with ≥ 1 relevant item in the top k;
+    ``suf@k`` = N / mean |Cand(q)|. Also ``precision@k`` of exhaustive search in the same
+    embedding (``search: exhaustive_embedding``); ``map@candidates``: AP of the re-ranked
+    candidate list of the query's own buckets (no expansion), with the relevant-retrieved and the
+    all-relevant denominators; ``nmi_buckets`` of the database table; and with ``speed`` the
+    wall-clock speed-up of lookup + re-ranking (top-100) over faiss ``IndexFlatL2`` on the
+    reference features and on the embedding, with the recall of each exact top-100.
+    """
     res = EvalResult()
     table = sparse_search.InvertedHashTable.build(inp.database["buckets"])
-    order = np.argsort(-inp.query["bucket_scores"], axis=1, kind="stable")
+    order = sparse_search.bucket_order(inp.query["bucket_scores"])
     n_db = len(inp.database_labels)
-    for k in [k for k in ks if k <= n_db]:
-        out = sparse_search.search(table, order, s, k, inp.query_embedding, inp.database_embedding,
-                                   exclude=inp.query_in_database)
+    emb_q = np.ascontiguousarray(inp.query_embedding, dtype=np.float32)
+    emb_db = np.ascontiguousarray(inp.database_embedding, dtype=np.float32)
+    rq, rdb = (emb_q, emb_db) if inp.rerank else (None, None)
+    opts = {"rerank": "embedding" if inp.rerank else "none", "s": s}
+    excl = inp.query_in_database
+    ks = [k for k in ks if k <= n_db]
+    exact = _exact_excluding(emb_q, emb_db, max(ks), excl) if ks else None
+    for k in ks:
+        out = sparse_search.search(table, order, s, k, rq, rdb, exclude=excl)
         rel = _relevance_of(out.ids, inp.query_labels, inp.database_labels)
-        opts = {"rerank": "embedding", "s": s}
         res.add(bits, f"precision@{k}", {**opts, "search": "hash_table"}, rel.sum(1).mean() / k)
         res.add(bits, f"hit_rate@{k}", {**opts, "search": "hash_table"}, (rel.sum(1) > 0).mean())
         res.add(bits, f"suf@{k}", opts, speed_metrics.search_speedup_factor(n_db, out.n_candidates))
+        rel_x = _relevance_of(exact[:, :k], inp.query_labels, inp.database_labels)
+        res.add(bits, f"precision@{k}", {"search": "exhaustive_embedding"}, rel_x.sum(1).mean() / k)
+        res.add(bits, f"hit_rate@{k}", {"search": "exhaustive_embedding"}, (rel_x.sum(1) > 0).mean())
+    own = sparse_search.search(table, order, s, 1, rq, rdb, exclude=excl, keep_candidates=True)
+    cand_rel = _candidate_relevance(own.ranked, inp.query_labels, inp.database_labels)
+    n_rel = _n_relevant(inp.query_labels, inp.database_labels, excl)
+    for denominator in candidate_metrics.DENOMINATORS:
+        ap = candidate_metrics.average_precision_of_lists(own.ranked.offsets, cand_rel, n_rel, denominator)
+        res.add(bits, "map@candidates", {**opts, "denominator": denominator}, ap.mean())
+        if denominator == "all_relevant":
+            res.per_query["ap|map@candidates"] = ap
+    res.add(bits, "candidates_per_query", {**opts, "expansion": "none"}, own.n_candidates.mean())
     labels = inp.database_labels.argmax(1) if (inp.database_labels.sum(1) == 1).all() else None
     if labels is not None:
         res.add(bits, "nmi_buckets", {"table": "database"}, nmi_metrics.nmi_buckets(inp.database["buckets"], labels))
+    if speed:
+        _sparse_speed(res, inp, bits, table, order, s, rq, rdb, opts)
     return res
+
+
+def _candidate_relevance(ranked: "sparse_search.Candidates", q_labels: np.ndarray, db_labels: np.ndarray) -> np.ndarray:
+    """0/1 relevance of every candidate (CSR order of ``ranked``) to its query."""
+    query_of = np.repeat(np.arange(len(ranked)), ranked.counts)
+    shared = (q_labels[query_of].astype(np.int32) * db_labels[ranked.ids].astype(np.int32)).sum(1)
+    return (shared > 0).astype(np.int64)
+
+
+def _n_relevant(q_labels: np.ndarray, db_labels: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:
+    """Relevant database items per query (the query itself excluded when it is in the database)."""
+    n = ((q_labels.astype(np.float32) @ db_labels.T.astype(np.float32)) > 0).sum(1).astype(np.int64)
+    if exclude is not None:
+        n -= (exclude >= 0).astype(np.int64)
+    return n
+
+
+def _sparse_speed(res: EvalResult, inp: EvalInputs, bits: int, table, order, s: int, rq, rdb,
+                  opts: dict[str, Any], k: int = SPEED_K, repeats: int = 3) -> None:
+    """Wall-clock rows of hash-table search (lookup, expansion to ≥ k, re-ranking, top-k) against
+    exhaustive faiss ``IndexFlatL2`` top-k, 1 thread, best of ``repeats`` (the reference best of 2)."""
+    n_db = len(inp.database_labels)
+    k = min(k, n_db)
+    out: dict[str, Any] = {}
+    hash_t = time_call(lambda: out.__setitem__("ids", sparse_search.search(
+        table, order, s, k, rq, rdb, exclude=inp.query_in_database).ids), repeats=repeats, threads=1)
+    ids = out["ids"]
+    backend = {**opts, "backend": "hash_table", "threads": 1}
+    res.add(bits, f"search_seconds@{k}", backend, hash_t["best_s"])
+    refs = {"embedding": (inp.query_embedding, inp.database_embedding)}
+    if inp.query_features is not None and inp.database_features is not None:
+        refs["features"] = (inp.query_features, inp.database_features)
+    for name, (q, db) in refs.items():
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        db = np.ascontiguousarray(db, dtype=np.float32)
+        ref_t = time_call(lambda: out.__setitem__("ref", flat_search.exact_knn(q, db, k, metric="l2")[1]),
+                          repeats=2, warmup=0, threads=1)
+        exact = _exact_excluding(q, db, k, inp.query_in_database)
+        ref = f"faiss_flat_l2_{name}"
+        res.add(bits, f"speedup_wallclock@{k}", {**backend, "reference": ref}, ref_t["best_s"] / hash_t["best_s"])
+        res.add(bits, f"recall_of_exact@{k}", {**backend, "reference": ref}, speed_metrics.recall_of_exact_topk(ids, exact))
+        res.add(bits, f"search_seconds@{k}", {"backend": "faiss_flat_l2", "on": name, "threads": 1}, ref_t["best_s"])
 
 
 def evaluate(inp: EvalInputs, bits: int, map_at: int | None, n_classes: int, seed: int,
@@ -252,7 +339,7 @@ def evaluate(inp: EvalInputs, bits: int, map_at: int | None, n_classes: int, see
     total = EvalResult()
     parts = []
     if inp.code_type == "sparse":
-        parts.append(sparse_metrics(inp, bits, s=inp.database["buckets"].shape[1]))
+        parts.append(sparse_metrics(inp, bits, s=inp.database["buckets"].shape[1], speed=speed))
     else:
         parts.append(ranking_metrics(inp, bits, map_at, prefix=prefix))
         if speed:

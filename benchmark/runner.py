@@ -145,7 +145,8 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
                                           harness["classes_per_batch"], harness["images_per_class"], harness["num_workers"])
             method.on_training_data(data.labels[split.train])
             score_fn = _validation_score_fn(method, eval_loader(split.val), eval_loader(split.train),
-                                            data.labels[split.val], data.labels[split.train], device) if len(split.val) else None
+                                            data.labels[split.val], data.labels[split.train], device) \
+                if len(split.val) and cls.model_selection else None
             threads = torch.get_num_threads()
             if frozen or backbone_name in ("flatten", "identity"):
                 # A small head on vectors: one intra-op thread is as fast on an idle machine and
@@ -159,6 +160,7 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
             if train_info["global_rank"] != 0:  # DDP worker: rank 0 evaluates and writes the run
                 writer.abort()
                 return writer.path, pd.DataFrame()
+            method.fit_after_training(eval_loader(split.train), req.seed)
         else:
             method.fit_closed_form(features[split.train], data.labels[split.train], req.seed)
         train_seconds = time.time() - t1
@@ -173,7 +175,7 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
             query_embedding=q_emb, database_embedding=db_emb, code_state=method.code_state(),
             search_metric=getattr(method, "search_metric", "ip"),
             query_features=reference[split.query], database_features=reference[split.database],
-            query_in_database=_query_in_database(split))
+            query_in_database=_query_in_database(split), rerank=getattr(method, "reranks", True))
         map_at = _map_cutoff(harness["map_at"], proto, len(split.database))
         for bits, opts in method.evaluation_lengths().items():
             prefix = opts.get("prefix")  # additive codes: evaluate the first `prefix` steps
@@ -228,7 +230,7 @@ def codes_npz(code_type: str, q: dict, db: dict, inp: EvalInputs, method) -> dic
     out = {
         "code_type": np.array(code_type), "query_codes": q[main], "database_codes": db[main],
         "query_labels": inp.query_labels, "database_labels": inp.database_labels,
-        "search_metric": np.array(inp.search_metric),
+        "search_metric": np.array(inp.search_metric), "rerank": np.array(inp.rerank),
     }
     if code_type != "float":
         out["query_embedding"], out["database_embedding"] = inp.query_embedding, inp.database_embedding
@@ -261,7 +263,8 @@ def inputs_from_npz(z) -> EvalInputs:
     return EvalInputs(code_type=code_type, query=q, database=db, query_labels=z["query_labels"],
                       database_labels=z["database_labels"], query_embedding=emb_q, database_embedding=emb_db,
                       code_state=state, search_metric=str(z["search_metric"]),
-                      query_in_database=z["query_in_database"] if "query_in_database" in z.files else None)
+                      query_in_database=z["query_in_database"] if "query_in_database" in z.files else None,
+                      rerank=bool(z["rerank"]) if "rerank" in z.files else True)
 
 
 def _validation_score_fn(method, val_loader, train_loader, val_labels, train_labels, device):
@@ -272,7 +275,8 @@ def _validation_score_fn(method, val_loader, train_loader, val_labels, train_lab
         m.train()
         inp = EvalInputs(code_type=m.code_type, query=q_codes, database=db_codes, query_labels=val_labels,
                          database_labels=train_labels, query_embedding=q_emb, database_embedding=db_emb,
-                         code_state=m.code_state(), search_metric=getattr(m, "search_metric", "ip"))
+                         code_state=m.code_state(), search_metric=getattr(m, "search_metric", "ip"),
+                         rerank=getattr(m, "reranks", True))
         if m.code_type == "sparse":
             from benchmark.evaluate import sparse_metrics
             res = sparse_metrics(inp, m.bits, s=db_codes["buckets"].shape[1], ks=(1,))

@@ -12,6 +12,8 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 VAL_METRIC = "val/map"
+#: The logged validation score of an epoch the method excludes from selection (below any score).
+NOT_SELECTABLE = -1.0
 
 
 class NonFiniteLossError(RuntimeError):
@@ -38,6 +40,11 @@ class ValidationRetrieval(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
         if (trainer.current_epoch + 1) % self.every and not last:
+            return
+        selectable = getattr(pl_module, "selectable_epoch", lambda epoch: True)
+        if not selectable(trainer.current_epoch):
+            # not a candidate for selection (e.g. an earlier stage): never better than a real score
+            pl_module.log(VAL_METRIC, NOT_SELECTABLE, prog_bar=True)
             return
         was_training = pl_module.training
         pl_module.eval()

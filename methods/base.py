@@ -61,6 +61,8 @@ class HashingMethod(pl.LightningModule):
     #: ``benchmark run`` then trains once at the longest requested length.
     prefix_codes: ClassVar[bool] = False
     description: ClassVar[str] = ""
+    #: False: the harness keeps the final weights (no checkpoint selection on validation).
+    model_selection: ClassVar[bool] = True
 
     def __init__(self, bits: int, n_classes: int, backbone: nn.Module, **hparams: Any) -> None:
         super().__init__()
@@ -105,6 +107,16 @@ class HashingMethod(pl.LightningModule):
         For statistics a method's loss needs from the whole training set (e.g. HashNet's
         similar-pair ratio). Default: nothing.
         """
+
+    def selectable_epoch(self, epoch: int) -> bool:
+        """Whether the checkpoint after 0-based ``epoch`` may be selected on validation (e.g. only
+        a schedule's last stage); the harness skips validation of the others. Default: all."""
+        return True
+
+    def fit_after_training(self, loader, seed: int) -> None:
+        """Called by the harness after gradient training with a loader of (x, y) batches of the
+        training split in order, for parts of a model fitted in closed form on the trained
+        network's output (e.g. k-means centroids). Default: nothing."""
 
     def fit_closed_form(self, features: np.ndarray, labels: np.ndarray, seed: int) -> None:
         """Fit a non-trainable method on training features (N, D) and 0/1 labels (N, C)."""

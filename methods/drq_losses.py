@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from methods import metric_losses
+
 
 def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``‖a − b‖² = mean over all elements of (a − b)²``."""
@@ -89,24 +91,6 @@ def semihard_triplet_loss(features: torch.Tensor, labels: torch.Tensor, margin: 
     anchor has no negative, as TF's masked maximum). Loss = mean over positive pairs of
     ``max(0, d(a,p) − d_n + margin)``; 0 when the batch has no positive pair.
     """
-    g = F.normalize(features, dim=1)
-    dist = (2.0 - 2.0 * g @ g.T).clamp_min(0)
-    eye = torch.eye(len(g), dtype=torch.bool, device=g.device)
-    dist = dist.masked_fill(eye, 0.0)
-    y = labels.to(g.dtype)
-    adjacent = (y @ y.T) > 0
-    negative = ~adjacent & ~eye
-    positive = adjacent & ~eye
-    # Each anchor's negative distances in ascending order (non-negatives last, as +inf); the
-    # semi-hard negative of (a, p) is the first one > d(a, p), found by binary search.
-    neg_sorted = torch.where(negative, dist, torch.full_like(dist, float("inf"))).sort(1).values
-    n_neg = negative.sum(1, keepdim=True)                           # (a, 1)
-    first = torch.searchsorted(neg_sorted.detach(), dist.detach().contiguous(), right=True)  # (a, p)
-    has_semi_hard = first < n_neg
-    semi_hard = neg_sorted.gather(1, first.clamp_max(len(g) - 1))
-    hardest = neg_sorted.gather(1, (n_neg - 1).clamp_min(0))        # largest negative distance
-    hardest = torch.where(n_neg > 0, hardest, torch.zeros_like(hardest))   # TF: row minimum = 0
-    d_n = torch.where(has_semi_hard, semi_hard, hardest.expand_as(semi_hard))
-    loss = (dist - d_n + margin).clamp_min(0)
-    n_pos = positive.sum()
-    return (loss * positive).sum() / n_pos if n_pos > 0 else loss.sum() * 0.0
+    positive, negative = metric_losses.label_masks(labels)
+    return metric_losses.semihard_triplet_from_distances(metric_losses.sq_euclidean_normalised(features),
+                                                         positive, negative, margin)

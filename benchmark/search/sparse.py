@@ -221,3 +221,31 @@ def search(
     if keep_candidates:
         ranked = Candidates(offsets=cand.offsets, ids=r_ids, counts=cand.counts, n_buckets=cand.n_buckets)
     return SparseSearchResult(ids, dist, cand.counts, cand.n_buckets, ranked, r_dist)
+
+
+def bucket_order(scores: np.ndarray, max_buckets: int | None = 1 << 16) -> np.ndarray:
+    """Each query's bucket ids, best first (Q, T) int64, from its continuous scores.
+
+    ``scores`` (Q, d): flat buckets (Deep Hash Table) → the descending argsort of each row
+    (stable, so equal scores keep the lower id first).
+    ``scores`` (Q, L, d): the cascade's hash tree (methods.md §3.6) → leaf ids in lexicographic
+    order of per-level ranks: entry t, written in base d with L digits (t_1 most significant),
+    is the leaf ``Σ_l rank_l[t_l] · d^(L−l)`` where ``rank_l[j]`` is the query's j-th best bucket
+    at level l. The first s entries are the query's own s leaves (its argmax path with the top-s
+    last-level buckets); after them come the remaining children of the best parent, then the
+    second-best parent's, and so on. Only the first ``max_buckets`` of the d^L leaves are listed.
+    """
+    sc = np.asarray(scores)
+    if sc.ndim == 2:
+        return np.argsort(-sc, axis=1, kind="stable").astype(np.int64)
+    if sc.ndim != 3:
+        raise ValueError(f"scores must be (Q, d) or (Q, L, d), got shape {sc.shape}")
+    nq, n_levels, d = sc.shape
+    ranks = np.argsort(-sc, axis=2, kind="stable").astype(np.int64)
+    total = d ** n_levels
+    t = np.arange(total if max_buckets is None else min(total, int(max_buckets)), dtype=np.int64)
+    leaf = np.zeros((nq, t.size), dtype=np.int64)
+    for level in range(n_levels):
+        digit = (t // d ** (n_levels - 1 - level)) % d
+        leaf = leaf * d + ranks[:, level, digit]
+    return leaf
