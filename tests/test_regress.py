@@ -209,7 +209,9 @@ def test_committed_baseline_and_tolerances_cover_every_method():
     base = regress.read_table(regress.BASELINE)
     tol = regress.read_table(regress.TOLERANCES)
     digits = base[base["dataset"] == "digits"]
-    assert set(digits["method"]) == set(methods.available())
+    # Methods added after the last calibration are listed in regress.UNCALIBRATED (compare reports
+    # their rows as new, never as failures) until make regress-calibrate covers them.
+    assert set(digits["method"]) == set(methods.available()) - regress.UNCALIBRATED
     assert set(digits["bits"]) == {16, 32}
     keys = regress.KEY
     assert not digits[keys].duplicated().any()
