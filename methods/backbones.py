@@ -437,3 +437,14 @@ def extract_features(backbone: Backbone, images_uint8: np.ndarray, batch_size: i
         torch.set_num_threads(old_threads)
         backbone.train(was_training)
     return out
+
+
+def mlp_trunk(in_dim: int, hidden_dims, dropout: float) -> tuple[nn.Sequential, int]:
+    """(layers, output width): fc layers of ``hidden_dims`` on ``in_dim`` inputs, each followed by
+    ReLU and dropout (an empty Sequential, width ``in_dim``, when there are none)."""
+    layers: list[nn.Module] = []
+    width = int(in_dim)
+    for h in hidden_dims:
+        layers += [nn.Linear(width, int(h)), nn.ReLU(), nn.Dropout(dropout)]
+        width = int(h)
+    return nn.Sequential(*layers), width

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods import metric_losses as ML
+from methods.backbones import mlp_trunk
 from methods.base import SPARSE, HashingMethod, UnsupportedBitsError
 from methods.min_cost_flow import solve_class_codes
 from methods.registry import register
@@ -128,12 +129,7 @@ class DeepHashTable(HashingMethod):
         self.save_hyperparameters(ignore=["backbone"])
         self.hparams["pairwise_penalty"] = DEFAULT_PENALTY[loss] if pairwise_penalty is None else float(pairwise_penalty)
         self.d, self.s, self.loss_name, self.rerank = int(bits), int(sparsity), loss, rerank
-        layers: list[nn.Module] = []
-        width = int(backbone.out_dim)
-        for h in hidden_dims:
-            layers += [nn.Linear(width, int(h)), nn.ReLU(), nn.Dropout(dropout)]
-            width = int(h)
-        self.trunk = nn.Sequential(*layers)
+        self.trunk, width = mlp_trunk(backbone.out_dim, hidden_dims, dropout)
         self.embed_head = nn.Linear(width, int(embed_dim or bits))
         # The Hash layer comes from its own generator so that the global RNG (hence stage 1) is
         # the same for dht, dht-th and dht-vq under one seed.

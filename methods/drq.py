@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods import drq_losses as L
+from methods.backbones import mlp_trunk
 from methods.base import ADDITIVE, HashingMethod, UnsupportedBitsError
 from methods.registry import register
 
@@ -157,12 +158,7 @@ class DRQ(HashingMethod):
         if feature_dim <= sem_dim:
             raise ValueError(f"drq: feature_dim {feature_dim} must exceed the semantic width {sem_dim}")
 
-        layers: list[nn.Module] = []
-        width = int(backbone.out_dim)
-        for h in hidden_dims:
-            layers += [nn.Linear(width, int(h)), nn.ReLU(), nn.Dropout(dropout)]
-            width = int(h)
-        self.hidden = nn.Sequential(*layers)
+        self.hidden, width = mlp_trunk(backbone.out_dim, hidden_dims, dropout)
         self.fc8 = nn.Linear(width, feature_dim - sem_dim)
         self.fc9 = nn.Linear(feature_dim - sem_dim, sem_dim)
         self.drop = nn.Dropout(dropout)
