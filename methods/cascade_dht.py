@@ -18,7 +18,6 @@ so classes sharing a bucket are positives there) or ``static`` (class labels).
 """
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -117,20 +116,16 @@ class CascadeDHT(DeepHashTable):
     def normalise_levels(self, f: torch.Tensor) -> torch.Tensor:
         return F.normalize(f.reshape(len(f), self.levels, self.d), dim=2).reshape(len(f), -1)
 
-    def batch_codes(self, f: torch.Tensor, class_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(codes (B, L·d), labels (B, L)): the cascaded class codes of the batch, broadcast to
-        the samples, and each sample's label at each level (dynamic or static)."""
-        u, inverse = self.unaries(f, class_ids)
-        t0 = time.perf_counter()
-        codes = cascade_class_codes(u.reshape(len(u), self.levels, self.d), self.s,
-                                    float(self.hparams.sibling_penalty), float(self.hparams.pairwise_penalty))
-        self.solver_seconds += time.perf_counter() - t0
-        h = torch.from_numpy(np.concatenate(codes, 1)).to(f.device, f.dtype)[inverse]
+    def solve_codes(self, unaries: np.ndarray) -> list[np.ndarray]:
+        """The cascaded class codes, level by level (:func:`cascade_class_codes`)."""
+        return cascade_class_codes(unaries.reshape(len(unaries), self.levels, self.d), self.s,
+                                   float(self.hparams.sibling_penalty), float(self.hparams.pairwise_penalty))
+
+    def code_labels(self, codes: list[np.ndarray], class_ids: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        """(B, L) labels of each sample at each level: dynamic (§3.5) or the class labels."""
         if self.hparams.labels == "dynamic":
-            labels = torch.from_numpy(dynamic_labels(codes)).to(f.device)[inverse]
-        else:
-            labels = class_ids[:, None].expand(-1, self.levels)
-        return h, labels
+            return torch.from_numpy(dynamic_labels(codes)).to(class_ids.device)[inverse]
+        return class_ids[:, None].expand(-1, self.levels)
 
     def masked_loss(self, f: torch.Tensor, class_ids: torch.Tensor, labels: torch.Tensor,
                     codes: torch.Tensor) -> torch.Tensor:

@@ -241,14 +241,24 @@ class DeepHashTable(HashingMethod):
         """L2-normalised rows (the cascade normalises each level's slice)."""
         return F.normalize(f, dim=1)
 
+    def solve_codes(self, unaries: np.ndarray) -> list[np.ndarray]:
+        """The exact class codes of a batch, one (n_c, d) array per level (one level here)."""
+        return [solve_class_codes(unaries, self.s, float(self.hparams.pairwise_penalty))]
+
+    def code_labels(self, codes: list[np.ndarray], class_ids: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        """The labels the masked loss uses: the class labels."""
+        return class_ids
+
     def batch_codes(self, f: torch.Tensor, class_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(codes (B, d) 0/1 of each sample's class, labels (B,) used by the loss): the exact
-        class codes of the batch by min-cost flow, broadcast to the samples."""
+        """(codes (B, width) 0/1 of each sample's class, labels used by the loss): the exact
+        class codes of the batch by min-cost flow (timed into ``solver_seconds``), broadcast to
+        the samples."""
         u, inverse = self.unaries(f, class_ids)
         t0 = time.perf_counter()
-        h = solve_class_codes(u, self.s, float(self.hparams.pairwise_penalty))
+        codes = self.solve_codes(u)
         self.solver_seconds += time.perf_counter() - t0
-        return torch.from_numpy(h).to(f.device, f.dtype)[inverse], class_ids
+        h = torch.from_numpy(np.concatenate(codes, 1)).to(f.device, f.dtype)[inverse]
+        return h, self.code_labels(codes, class_ids, inverse)
 
     def masked_loss(self, f: torch.Tensor, class_ids: torch.Tensor, labels: torch.Tensor,
                     codes: torch.Tensor) -> torch.Tensor:
