@@ -110,10 +110,15 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
         in_channels=data_mod.in_channels_of(data), image_size=size, in_dim=data_mod.in_dim_of(data))
 
     t0 = time.time()
-    reference = data_mod.compute_features(loaded.name, data, build(ref_name, ref_size), device=device)
-    features = reference
-    if frozen and (backbone_name, image_size) != (ref_name, ref_size):
-        features = data_mod.compute_features(loaded.name, data, build(backbone_name, image_size), device=device)
+    # Reference features serve the speed rows (and are the frozen features when the method uses
+    # the reference backbone); a fine-tuned run without speed rows extracts none.
+    same_as_reference = (backbone_name, image_size) == (ref_name, ref_size)
+    reference = data_mod.compute_features(loaded.name, data, build(ref_name, ref_size), device=device) \
+        if req.speed or (frozen and same_as_reference) else None
+    features = None
+    if frozen:
+        features = reference if same_as_reference else \
+            data_mod.compute_features(loaded.name, data, build(backbone_name, image_size), device=device)
     feature_seconds = time.time() - t0
 
     pl.seed_everything(req.seed, workers=True, verbose=False)
@@ -131,7 +136,8 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
                                                     data.labels.shape[1])
     method = cls(bits=req.bits, n_classes=data.labels.shape[1], backbone=method_backbone, **hparams, **extra)
 
-    name = f"{store.now_stamp().replace(':', '')}_{req.method}_{loaded.name}_{proto.name}_{req.bits}b_s{req.seed}"
+    name = "_".join([store.now_stamp().replace(":", ""), req.method, store.name_part(loaded.name), proto.name,
+                     f"{req.bits}b", f"s{req.seed}"])
     writer = store.RunWriter(Path(req.out_dir), name)
     try:
         bs = int(harness["batch_size"])
@@ -174,7 +180,8 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
             query_labels=data.labels[split.query], database_labels=data.labels[split.database],
             query_embedding=q_emb, database_embedding=db_emb, code_state=method.code_state(),
             search_metric=getattr(method, "search_metric", "ip"),
-            query_features=reference[split.query], database_features=reference[split.database],
+            query_features=None if reference is None else reference[split.query],
+            database_features=None if reference is None else reference[split.database],
             query_in_database=_query_in_database(split), rerank=getattr(method, "reranks", True))
         map_at = _map_cutoff(harness["map_at"], proto, len(split.database))
         for bits, opts in method.evaluation_lengths().items():

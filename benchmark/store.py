@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -80,6 +81,15 @@ def variant_string(options: dict[str, Any]) -> str:
 def now_stamp() -> str:
     """UTC timestamp used in run names and rows (ISO 8601, seconds)."""
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def name_part(text: str) -> str:
+    """``text`` made safe inside a run directory's name: a dataset given as ``kind:<path>`` keeps
+    its kind and the path's last component; anything outside ``[A-Za-z0-9._-]`` becomes ``-``."""
+    if ":" in text:
+        kind, path = text.split(":", 1)
+        text = f"{kind}-{Path(path.rstrip('/')).name}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "unnamed"
 
 
 class RunWriter:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,6 +56,60 @@ class ValidationRetrieval(Callback):
         pl_module.log(VAL_METRIC, value if math.isfinite(value) else 0.0, prog_bar=True)
 
 
+class EpochTimer(Callback):
+    """Per training epoch: wall-clock seconds of the training batches (from the epoch's start to
+    its last batch, so validation retrieval is excluded), samples seen, images per second, the
+    method's stage (``method.stage(epoch)`` when it has one) and the per-epoch increase of every
+    cumulative counter in ``method.timers`` (e.g. the Deep Hash Table's flow-solver seconds)."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, Any]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0 = self._t_last = time.perf_counter()
+        self._samples = 0
+        self._timers0 = dict(getattr(pl_module, "timers", {}) or {})
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        self._samples += int(len(x))
+        self._t_last = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        seconds = self._t_last - self._t0
+        row: dict[str, Any] = {"epoch": int(trainer.current_epoch), "seconds": round(seconds, 4),
+                               "samples": self._samples,
+                               "images_per_second": round(self._samples / seconds, 2) if seconds > 0 else None}
+        if callable(getattr(pl_module, "stage", None)):
+            row["stage"] = int(pl_module.stage(trainer.current_epoch))
+        for name, total in (getattr(pl_module, "timers", {}) or {}).items():
+            row[f"{name}_seconds"] = round(float(total) - float(self._timers0.get(name, 0.0)), 4)
+        self.epochs.append(row)
+
+
+def throughput_by_stage(epochs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per stage (``"all"`` when the method has none): epochs, samples, seconds, images per
+    second (= samples / seconds over the stage's epochs) and, for every timer, its seconds and
+    its share of the stage's training seconds."""
+    out: dict[str, dict[str, float]] = {}
+    for row in epochs:
+        key = str(row.get("stage", "all"))
+        agg = out.setdefault(key, {"epochs": 0, "samples": 0, "seconds": 0.0})
+        agg["epochs"] += 1
+        agg["samples"] += row["samples"]
+        agg["seconds"] += row["seconds"]
+        for k, v in row.items():
+            if k.endswith("_seconds") and k != "seconds":
+                agg[k] = agg.get(k, 0.0) + v
+    for agg in out.values():
+        secs = agg["seconds"]
+        agg["images_per_second"] = round(agg["samples"] / secs, 2) if secs > 0 else float("nan")
+        for k in [k for k in agg if k.endswith("_seconds")]:
+            agg[k.replace("_seconds", "_share")] = round(agg[k] / secs, 4) if secs > 0 else float("nan")
+        agg["seconds"] = round(secs, 4)
+    return out
+
+
 def accelerator_for(device: str) -> str:
     """Lightning accelerator name for ``--device auto|cpu|gpu``."""
     if device == "auto":
@@ -68,9 +123,11 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
         score_fn: Callable[[pl.LightningModule], float] | None, val_every: int = 1,
         progress: bool = True) -> dict[str, Any]:
     """Train ``method`` for ``epochs`` epochs; keep the checkpoint with the best validation mAP
-    and load it back. Returns ``{"best_score", "best_epoch_ckpt", "accelerator"}``."""
+    and load it back. Returns ``{"best_score", "best_checkpoint", "accelerator", "global_step",
+    "global_rank", "epochs", "throughput"}`` (per-epoch timing from :class:`EpochTimer`)."""
     accelerator = accelerator_for(device)
-    callbacks: list[Callback] = [NonFiniteLossGuard()]
+    timer = EpochTimer()
+    callbacks: list[Callback] = [NonFiniteLossGuard(), timer]
     ckpt = None
     if score_fn is not None:
         callbacks.append(ValidationRetrieval(score_fn, val_every))
@@ -95,7 +152,8 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
     best_path = str(Path(ckpt.best_model_path).relative_to(run_path)) if ckpt and ckpt.best_model_path else None
     return {"best_score": best, "best_checkpoint": best_path,
             "accelerator": accelerator, "global_step": int(trainer.global_step),
-            "global_rank": int(trainer.global_rank)}
+            "global_rank": int(trainer.global_rank), "epochs": timer.epochs,
+            "throughput": throughput_by_stage(timer.epochs)}
 
 
 def encode_batches(method, loader, device: str = "cpu") -> tuple[dict[str, np.ndarray], np.ndarray]:

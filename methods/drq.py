@@ -221,6 +221,13 @@ class DRQ(HashingMethod):
         hp = self.hparams
         return stage_of_epoch(epoch, self.total_epochs(), hp.stage_fractions, hp.skip_boundary_epochs)
 
+    def selectable_epoch(self, epoch: int) -> bool:
+        """Model selection considers epochs of the schedule's final stage only (stage 3 by
+        default): before it the codebook (stage 1) or the scales w (stage 2) are untrained, and
+        an early epoch whose codes happen to score well on validation is not the trained model."""
+        final = self.stage(self.total_epochs() - 1)
+        return self.stage(epoch) == final and final != 0
+
     def training_step(self, batch, batch_idx: int):
         """One manual-optimisation step of the current stage (see the module docstring)."""
         stage = self.stage(self.current_epoch)

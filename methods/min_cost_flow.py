@@ -21,7 +21,6 @@ n_c·s/V from its true optimum). Costs are int64 here and checked against overfl
 from __future__ import annotations
 
 import numpy as np
-from ortools.graph.python import min_cost_flow
 
 COST_SCALE = 10_000
 _INT64_BUDGET = 2**62
@@ -100,6 +99,9 @@ def solve_class_codes(unaries: np.ndarray, s: int, lam: float, groups: np.ndarra
              np.broadcast_to(r * step_group, (group_size[g], d)))
     r = np.arange(n_c)[:, None]                            # n_c parallel arcs per bucket → sink
     arcs(first_bucket + buckets[None, :], sink, 1, np.broadcast_to(r * step, (n_c, d)))
+
+    # imported here: only training a sparse-code method needs OR-Tools, not the method registry
+    from ortools.graph.python import min_cost_flow
 
     flow = min_cost_flow.SimpleMinCostFlow()
     flow.add_arcs_with_capacity_and_unit_cost(

@@ -102,6 +102,22 @@ def test_batch_codes_are_the_flow_optimum_broadcast_to_samples():
     assert torch.equal(labels, cls)
 
 
+def test_solver_time_is_counted_in_stage_2_only(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from benchmark.train import fit
+
+    m = _model()
+    x = torch.randn(24, 5)
+    y = torch.nn.functional.one_hot(torch.arange(24) % 3, 3).float()
+    info = fit(m, DataLoader(TensorDataset(x, y), batch_size=6), tmp_path, epochs=2, device="cpu", devices=1,
+               score_fn=None, progress=False)
+    first, second = info["epochs"]
+    assert (first["stage"], second["stage"]) == (1, 2)
+    assert first["flow_solver_seconds"] == 0.0 < second["flow_solver_seconds"] < second["seconds"]
+    assert 0 < info["throughput"]["2"]["flow_solver_share"] < 1
+
+
 def test_hash_layer_does_not_touch_the_global_rng():
     torch.manual_seed(0)
     a = DeepHashTable(bits=6, n_classes=3, backbone=build_backbone("identity", in_dim=5), hidden_dims=[8])

@@ -256,6 +256,13 @@ def test_stage_of_epoch():
         stage_of_epoch(0, 10, (0.8, 0.5))
 
 
+def test_only_final_stage_epochs_are_selectable():
+    m = make(schedule_epochs=8)                                    # stages 1 1 1 1 2 2 3 3
+    assert [m.selectable_epoch(e) for e in range(8)] == [False] * 6 + [True] * 2
+    m = make(schedule_epochs=4, stage_fractions=(0.5, 1.0))        # no stage 3: stage 2 is final
+    assert [m.selectable_epoch(e) for e in range(4)] == [False, False, True, True]
+
+
 def _loader(n=32, batch=8, n_classes=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 12, generator=g)
@@ -304,6 +311,20 @@ def test_stages_switch_at_the_right_epochs():
     assert [_changed(s, e, "backbone") for e in range(4)] == [True] * 4
     assert [_changed(s, e, "codebook") for e in range(4)] == [False, False, True, True]
     assert [_changed(s, e, "scales") for e in range(4)] == [False, False, False, True]   # stage B only
+
+
+def test_fit_times_every_epoch_by_stage(tmp_path):
+    from benchmark.train import fit
+
+    torch.manual_seed(0)
+    info = fit(make(codebook_lr=1e-2), _loader(), tmp_path, epochs=4, device="cpu", devices=1,
+               score_fn=None, progress=False)
+    assert [r["epoch"] for r in info["epochs"]] == [0, 1, 2, 3]
+    assert [r["stage"] for r in info["epochs"]] == [1, 1, 2, 3]
+    assert all(r["samples"] == 32 and r["seconds"] > 0 for r in info["epochs"])
+    by_stage = info["throughput"]
+    assert by_stage["1"]["epochs"] == 2 and by_stage["1"]["samples"] == 64
+    assert by_stage["1"]["images_per_second"] == pytest.approx(64 / by_stage["1"]["seconds"], rel=1e-3)
 
 
 def test_skipped_boundary_epochs_do_nothing():

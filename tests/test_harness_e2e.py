@@ -157,3 +157,10 @@ def test_nan_loss_stops_the_run_and_keeps_nothing(digits, runs_dir, monkeypatch,
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("error: non-finite loss")
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+def test_run_names_are_safe_for_folder_datasets():
+    from benchmark.store import name_part
+
+    assert name_part("imagefolder:/data/my photos/") == "imagefolder-my-photos"
+    assert name_part("cifar10") == "cifar10"
