@@ -70,11 +70,25 @@ def _raw_batches(data, indices: np.ndarray, spec: InputSpec, batch: int) -> Iter
             yield data.x[idx]
 
 
+def content_fingerprint(data) -> str:
+    """sha256 (first 20 hex digits) of the items and labels, in order: the pixel bytes for
+    in-memory images and vectors, the file paths for path datasets. Unlike ``data.source`` it
+    does not change when the same data is read from another mount or from the dataset cache."""
+    h = hashlib.sha256(f"{data.kind}|{np.asarray(data.x).shape}|".encode())
+    if data.kind == "path":
+        h.update("\n".join(map(str, data.x)).encode())
+    else:
+        h.update(memoryview(np.ascontiguousarray(data.x)).cast("B"))
+    h.update(memoryview(np.ascontiguousarray(data.labels)).cast("B"))
+    return h.hexdigest()[:20]
+
+
 def feature_cache_path(dataset: str, data, backbone: Backbone) -> Path:
-    """Cache file for a (dataset source, backbone) pair under the dataset cache directory."""
+    """Cache file for a (dataset content, backbone) pair under the dataset cache directory,
+    keyed by :func:`content_fingerprint`, the item count, the backbone and its weights."""
     from datasets import cache_dir
 
-    key = hashlib.sha256(f"{data.source}|{len(data.labels)}|{backbone.name}|{backbone.pretrained}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{content_fingerprint(data)}|{len(data.labels)}|{backbone.name}|{backbone.pretrained}".encode()).hexdigest()[:16]
     return cache_dir() / "features" / f"{dataset}-{backbone.name.replace('/', '_')}-{key}.npy"
 
 
