@@ -272,10 +272,11 @@ def cmd_regress(args) -> int:
     if args.action == "accept":
         suite = _last_suite(args)
         info = json.loads((suite / "suite.json").read_text())
-        if (info.get("partial") or any(info.get("overrides", {}).values())) and not args.force:
-            raise ValueError(f"refusing to accept {suite}: it ran a restricted suite or with overrides "
+        if any(info.get("overrides", {}).values()) and not args.force:
+            raise ValueError(f"refusing to accept {suite}: it ran with config overrides "
                              "(pass --force to accept it anyway)")
-        path = regress.accept(suite / "regress.csv", args.baseline, skipped=info.get("skipped", {}))
+        path = regress.accept(suite / "regress.csv", args.baseline, skipped=info.get("skipped", {}),
+                              partial=bool(info.get("partial")))
         print(f"regress: baseline {path} rewritten from {suite}")
         return 0
     tables, seconds = [], []
@@ -286,7 +287,16 @@ def cmd_regress(args) -> int:
         seconds.append(res.seconds["total"])
         log(f"regress: calibration seed {seed}: {res.seconds['total']:.0f} s")
     tol = regress.calibrate(tables)
-    regress.write_table(tol, args.tolerances, regress.tolerance_header(args.seeds, seconds))
+    header = regress.tolerance_header(args.seeds, seconds)
+    if common["datasets"] is not None or common["methods"] is not None:
+        # a restricted calibration replaces only the (dataset, method) pairs it ran
+        old_header = regress.header_lines(args.tolerances)
+        if old_header:
+            header = old_header + [f"Recalibrated pairs: methods {args.methods or 'all'} on datasets "
+                                   f"{args.datasets or 'all'}: " + header[-2] + " " + header[-1]]
+        if args.tolerances.exists():
+            tol = regress.replace_pairs(regress.read_table(args.tolerances), tol)
+    regress.write_table(tol, args.tolerances, header)
     print(regress.tolerance_summary(tol).to_markdown(index=False))
     print(f"regress: tolerances of {len(tol)} rows -> {args.tolerances}")
     return 0

@@ -467,24 +467,47 @@ def format_comparison(cmp: pd.DataFrame, show: int = 25) -> str:
     return f"{text}{tail}\nregress: {verdict}"
 
 
-def accept(run_table: Path, baseline: Path = BASELINE, skipped: Iterable[str] = ()) -> Path:
+def replace_pairs(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """``new`` plus the rows of ``old`` whose (dataset, method) pair ``new`` does not contain:
+    how a restricted suite (``--methods``/``--datasets``) updates a baseline or tolerance table
+    without dropping the parts it did not run."""
+    if not len(old):
+        return new.reset_index(drop=True)
+    pairs = set(zip(new["dataset"], new["method"]))
+    kept = old[[(d, m) not in pairs for d, m in zip(old["dataset"], old["method"])]]
+    return pd.concat([t for t in (new, kept) if len(t)], ignore_index=True).sort_values(KEY, kind="stable") \
+        .reset_index(drop=True)
+
+
+def header_lines(path: Path) -> list[str]:
+    """The ``# `` header comment lines of a regression/tolerance CSV, without the prefix."""
+    return [line[2:].rstrip("\n") for line in open(path) if line.startswith("# ")] if Path(path).exists() else []
+
+
+def accept(run_table: Path, baseline: Path = BASELINE, skipped: Iterable[str] = (), partial: bool = False) -> Path:
     """Make a suite run's table the baseline, recording the accepting git revision. Baseline
     rows of datasets (or dataset/method pairs) the run skipped are kept, so accepting on a
-    machine without CIFAR-10 features does not drop the CIFAR-10 rows."""
+    machine without CIFAR-10 features does not drop the CIFAR-10 rows; a ``partial`` run (a
+    restricted suite) replaces only the (dataset, method) pairs it ran."""
     table = read_table(run_table)
     skipped = set(skipped)
     kept = pd.DataFrame(columns=TABLE_COLUMNS)
-    if skipped and Path(baseline).exists():
-        old = read_table(baseline)
-        keep = old.apply(lambda r: r["dataset"] in skipped or f"{r['dataset']}/{r['method']}" in skipped, axis=1)
-        kept = old[keep] if len(old) else kept
-    merged = pd.concat([t for t in (table, kept) if len(t)], ignore_index=True) if len(kept) else table
-    merged = merged.sort_values(KEY, kind="stable").reset_index(drop=True)
+    old = read_table(baseline) if Path(baseline).exists() else kept
+    if partial:
+        merged = replace_pairs(old, table)
+        kept = merged.iloc[len(table):] if len(merged) > len(table) else kept
+    else:
+        if skipped and len(old):
+            keep = old.apply(lambda r: r["dataset"] in skipped or f"{r['dataset']}/{r['method']}" in skipped, axis=1)
+            kept = old[keep]
+        merged = pd.concat([t for t in (table, kept) if len(t)], ignore_index=True) if len(kept) else table
+        merged = merged.sort_values(KEY, kind="stable").reset_index(drop=True)
+    what = "rows of pairs the partial run did not cover" if partial else "rows of skipped parts"
     header = [
         "Regression baseline: the metric table of `make regress` (python -m benchmark regress), compared by",
         "`make regress` against each new run with the tolerances of tolerances.csv. Rewritten by `make regress-accept`",
         f"from {Path(run_table).parent.name} (git {table['git_revision'].iloc[0] if len(table) else '?'}); accepted at "
-        f"git revision {store.git_revision()}, {store.now_stamp()}; {len(kept)} rows of skipped parts kept.",
+        f"git revision {store.git_revision()}, {store.now_stamp()}; {len(kept)} {what} kept.",
     ]
     write_table(merged, baseline, header)
     return Path(baseline)

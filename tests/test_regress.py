@@ -181,9 +181,26 @@ def test_cli_compare_exit_status(tmp_path, capsys):
     assert main(args) == 0 and "regress: PASS" in capsys.readouterr().out
 
 
-def test_cli_accept_refuses_a_partial_run(tmp_path, capsys):
-    base, now, _ = _base_and_now()
+def test_cli_accept_of_a_partial_run_replaces_only_its_pairs(tmp_path, capsys):
+    base, _, _ = _base_and_now()
+    regress.write_table(base, tmp_path / "b.csv")
+    now = _table([("digits", "itq", 16, "map@all", MAP_DEFAULT, 0.75), ("digits", "dht", 16, "map@all", MAP_DEFAULT, 0.6)])
     _suite_dir(tmp_path, now, partial=True)
+    args = ["regress", "accept", "--work", str(tmp_path / "work"), "--baseline", str(tmp_path / "b.csv")]
+    assert main(args) == 0
+    new = regress.read_table(tmp_path / "b.csv")
+    value = {(r.dataset, r.method, r.metric): r.value for r in new.itertuples()}
+    assert value[("digits", "itq", "map@all")] == 0.75 and value[("digits", "dht", "map@all")] == 0.6
+    assert value[("digits", "pq", "map@all")] == 0.70 and value[("cifar10", "itq", "map@all")] == 0.40
+    assert ("digits", "itq", "speedup_wallclock@100") not in value      # the itq pair was re-run: replaced whole
+    assert len(new) == len(base) - 2 + 2
+
+
+def test_cli_accept_refuses_overridden_runs(tmp_path, capsys):
+    base, now, _ = _base_and_now()
+    d = _suite_dir(tmp_path, now)
+    info = json.loads((d / "suite.json").read_text())
+    (d / "suite.json").write_text(json.dumps({**info, "overrides": {"hashnet": {"epochs": 1}}}))
     args = ["regress", "accept", "--work", str(tmp_path / "work"), "--baseline", str(tmp_path / "b.csv")]
     assert main(args) == 2 and "refusing" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0 and (tmp_path / "b.csv").exists()
