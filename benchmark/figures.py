@@ -11,7 +11,8 @@ lines stay distinguishable when printed in grey. Several datasets give one panel
 - :func:`precision_recall`: precision–recall over rank cut-offs (``curves.json``), per method;
 - :func:`precision_at_k`: P@k against k (log scale), per method;
 - :func:`speedup_vs_precision`: wall-clock speed-up over exhaustive float search (log scale)
-  against the fast search's own P@k; :func:`suf_vs_precision`: the same with SUF (sparse codes).
+  against the fast search's own P@k; :func:`suf_vs_precision`: SUF@k against the hash table's P@k
+  (sparse codes), one point per run, joined over the sparsity s.
 """
 from __future__ import annotations
 
@@ -223,12 +224,51 @@ def speedup_vs_precision(runs, out: Path) -> list[Path]:
                          out)
 
 
-def suf_vs_precision(runs, out: Path) -> list[Path]:
-    """SUF (database size / candidates touched, sparse codes) against P@k after the hash-table
-    lookup at the same k, one point per (method, bits, k)."""
+def suf_vs_precision(runs, out: Path, k: int = 16) -> list[Path]:
+    """SUF@k (database size / candidates touched, sparse codes; log scale) against the
+    hash-table search's P@k at the same k: one point per run (method, bits, sparsity s, seed),
+    the seed means per s joined by one line per method and bits and labelled ``s``; a dotted
+    vertical line marks exhaustive search in the re-ranking embedding (mean P@k of the runs'
+    ``search=exhaustive_embedding`` rows)."""
     frame = _frame(runs)
-    mask = frame["metric"].str.match(r"precision@\d+$") & frame["variant"].fillna("").str.contains("search=hash_table")
-    return _speed_figure(frame, "suf@", mask, "SUF (search speed-up factor)", "suf_vs_precision", out)
+    variant = frame["variant"].fillna("")
+    frame = frame.assign(s=variant.str.extract(r"(?:^|,)s=(\d+)", expand=False))
+    suf = frame[frame["metric"] == f"suf@{k}"]
+    pk = frame[(frame["metric"] == f"precision@{k}") & variant.str.contains("search=hash_table")]
+    keys = ["dataset", "protocol", "method", "bits", "seed", "s"]
+    merged = suf.merge(pk, on=keys, suffixes=("_speed", "_p"))
+    if merged.empty:
+        return []
+    exhaustive = frame[(frame["metric"] == f"precision@{k}") & (variant == "search=exhaustive_embedding")]
+    styles = _styles(merged["method"])
+    with plt.rc_context(STYLE):
+        fig, panels = _panels(merged)
+        for title, g, ax in panels:
+            for (method, bits), m in g.groupby(["method", "bits"]):
+                st = styles[method]
+                ax.scatter(m["value_p"], m["value_speed"], marker=st["marker"], color=st["color"], s=10,
+                           facecolors="white", linewidths=0.8, alpha=0.8)
+                mean = m.groupby("s")[["value_p", "value_speed"]].mean().reset_index()
+                mean = mean.sort_values("s", key=lambda c: c.astype(int))
+                ax.plot(mean["value_p"], mean["value_speed"], label=f"{method} (d={int(bits)})", marker=st["marker"],
+                        linestyle=st["linestyle"], color=st["color"])
+                for _, r in mean.iterrows():
+                    ax.annotate(f"s={r['s']}", (r["value_p"], r["value_speed"]), fontsize=5, xytext=(3, 3),
+                                textcoords="offset points")
+            ex = exhaustive[(exhaustive["dataset"] == g["dataset"].iloc[0]) & (exhaustive["protocol"] == g["protocol"].iloc[0])]
+            if len(ex):
+                ax.axvline(ex["value"].mean(), color="0.4", linestyle=":", linewidth=1,
+                           label="exhaustive, re-ranking embedding")
+            ax.set_yscale("log")
+            times = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}×")
+            ax.yaxis.set_major_formatter(times)
+            ax.yaxis.set_minor_formatter(times)
+            ax.set_xlabel(f"P@{k} of the hash-table search")
+            ax.set_ylabel(f"SUF@{k} (database / candidates)")
+            ax.set_title(title)
+            ax.grid(True, which="both", alpha=0.3)
+        _legend(fig, [p[2] for p in panels])
+        return _save(fig, out, "suf_vs_precision")
 
 
 def all_figures(runs, out: Path) -> list[Path]:

@@ -299,3 +299,20 @@ def test_markdown_caption_names_the_hardware(runs, tmp_path):
     report.write_report([runs], tmp_path / "r", figures=False, ci=False)
     md = (tmp_path / "r" / "table.md").read_text()
     assert re.search(r"Measured on: test cpu x2", md)
+
+
+def test_suf_figure_has_one_point_per_run_and_a_line_over_s(tmp_path):
+    from benchmark import figures
+
+    rows = []
+    for method in ("dht", "dht-vq"):
+        for s in (1, 2):
+            for seed in (0, 1):
+                base = dict(dataset="cifar10", protocol="p", method=method, bits=16, seed=seed)
+                rows.append({**base, "metric": "suf@16", "variant": f"rerank=embedding,s={s}", "value": 10.0 / s})
+                rows.append({**base, "metric": "precision@16", "variant": f"rerank=embedding,s={s},search=hash_table",
+                             "value": 0.7 + 0.01 * s})
+                rows.append({**base, "metric": "precision@16", "variant": "search=exhaustive_embedding", "value": 0.72})
+    paths = figures.suf_vs_precision(pd.DataFrame(rows), tmp_path)
+    assert [p.suffix for p in paths] == [".pdf", ".png"] and all(p.stat().st_size > 0 for p in paths)
+    assert figures.suf_vs_precision(pd.DataFrame(rows).query("metric != 'suf@16'"), tmp_path / "none") == []
