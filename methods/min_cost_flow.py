@@ -97,8 +97,8 @@ def solve_class_codes(unaries: np.ndarray, s: int, lam: float, groups: np.ndarra
         r = np.arange(group_size[g])[:, None]
         arcs(first_gb + gb_index[g] * d + buckets[None, :], first_bucket + buckets[None, :], 1,
              np.broadcast_to(r * step_group, (group_size[g], d)))
-    r = np.arange(n_c)[:, None]                            # n_c parallel arcs per bucket → sink
-    arcs(first_bucket + buckets[None, :], sink, 1, np.broadcast_to(r * step, (n_c, d)))
+    r = np.arange(max_bucket_load(unary, s, step, step_group, group_size.max(initial=1)))[:, None]
+    arcs(first_bucket + buckets[None, :], sink, 1, np.broadcast_to(r * step, (len(r), d)))  # parallel arcs → sink
 
     # imported here: only training a sparse-code method needs OR-Tools, not the method registry
     from ortools.graph.python import min_cost_flow
@@ -115,6 +115,24 @@ def solve_class_codes(unaries: np.ndarray, s: int, lam: float, groups: np.ndarra
         raise RuntimeError(f"min-cost flow did not reach an optimum (status {status})")
     class_arcs = np.arange(n_c, n_c + n_class_arcs)       # after the n_c source arcs
     return flow.flows(class_arcs).reshape(n_c, d).astype(np.uint8)
+
+
+def max_bucket_load(cost: np.ndarray, s: int, step: int, step_group: int = 0, largest_group: int = 1) -> int:
+    """An upper bound K on the classes any one bucket holds in every optimum, so the bucket → sink
+    layer needs K parallel arcs instead of n_c (at 512×512, s = 4, λ = 1: 6 instead of 512).
+
+    Exchange argument: in an optimum, moving a class i out of its bucket q (holding n_q classes)
+    into a bucket q′ it does not use cannot lower the cost, so
+    Λ·(n_q − 1 − n_q′) ≤ cost(i, q′) − cost(i, q) + Λ_group·(|G| − 1) ≤ R + Λ_group·(|G|_max − 1),
+    with R the largest spread of one class's scaled costs. Some bucket q′ outside i's s buckets
+    holds at most ⌊n_c·s / (d − s)⌋ classes, hence n_q ≤ 1 + ⌊n_c·s/(d − s)⌋ + ⌊(R + Λ_group·(|G|_max − 1)) / Λ⌋.
+    With Λ = 0 (no global penalty) or s = d there is no useful bound: n_c."""
+    n_c, d = cost.shape
+    if step <= 0 or s >= d:
+        return n_c
+    spread = int((cost.max(1) - cost.min(1)).max(initial=0))
+    bound = 1 + (n_c * s) // (d - s) + (spread + step_group * (int(largest_group) - 1)) // step
+    return int(min(n_c, bound))
 
 
 def objective(h: np.ndarray, unaries: np.ndarray, lam: float, groups: np.ndarray | None = None,

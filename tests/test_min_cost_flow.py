@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from methods.min_cost_flow import objective, solve_class_codes
+from methods.min_cost_flow import max_bucket_load, objective, scaled_penalty, scaled_unary_costs, solve_class_codes
 
 
 def test_worked_micro_example():
@@ -50,6 +50,35 @@ def test_grouped_network_equals_exhaustive_enumeration(case):
     h = solve_class_codes(u, s, lam, groups=groups, lam_group=lam_group)
     assert (h.sum(1) == s).all()
     assert objective(h, u, lam, groups, lam_group) == _brute_force(u, s, lam, groups, lam_group)
+
+
+@pytest.mark.parametrize("case", range(60))
+def test_pruned_bucket_arcs_keep_the_optimum(case):
+    """Instances where the bucket-load bound is below n_c (the sink layer is pruned): the optimum
+    is still the brute-force one, grouped instances included."""
+    rng = np.random.default_rng(5000 + case)
+    n_c, d, s = (5, 5, 2) if case % 20 == 0 else (int(rng.integers(5, 7)), 4, 1)
+    lam = [1.0, 2.0, 0.6][case % 3]
+    u = rng.random((n_c, d)) * [0.2, 0.6, 1.0][case % 3]
+    if case % 4 == 0:
+        u = np.round(u, 1)                                  # ties
+    groups = rng.integers(0, 2, size=n_c) if case % 2 else None
+    lam_group = 0.3 if groups is not None else 0.0
+    step, step_group = scaled_penalty(lam), scaled_penalty(lam_group)
+    largest = np.unique(groups, return_counts=True)[1].max() if groups is not None else 1
+    if groups is None:                                      # grouped: pruned only when groups are small
+        assert max_bucket_load(scaled_unary_costs(u), s, step, step_group, largest) < n_c
+    h = solve_class_codes(u, s, lam, groups=groups, lam_group=lam_group)
+    assert (h.sum(1) == s).all()
+    assert objective(h, u, lam, groups, lam_group) == _brute_force(u, s, lam, groups, lam_group)
+
+
+def test_bucket_load_bound_hand_values():
+    cost = -np.array([[10_000, 0, 0, 0], [10_000, 0, 0, 0]])   # spread 10,000 = Λ at λ = 1
+    assert max_bucket_load(cost, 1, 10_000) == 2                # min(n_c, 1 + ⌊2/3⌋ + 1)
+    assert max_bucket_load(np.zeros((8, 8), np.int64), 1, 10_000) == 2   # 1 + ⌊8/7⌋ + 0
+    assert max_bucket_load(np.zeros((8, 8), np.int64), 1, 0) == 8        # no global penalty: n_c
+    assert max_bucket_load(np.zeros((8, 2), np.int64), 2, 10_000) == 8   # s = d: every class everywhere
 
 
 def test_one_group_of_singletons_reduces_to_single_level():
