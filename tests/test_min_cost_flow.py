@@ -58,7 +58,7 @@ def test_pruned_bucket_arcs_keep_the_optimum(case):
     is still the brute-force one, grouped instances included."""
     rng = np.random.default_rng(5000 + case)
     n_c, d, s = (5, 5, 2) if case % 20 == 0 else (int(rng.integers(5, 7)), 4, 1)
-    lam = [1.0, 2.0, 0.6][case % 3]
+    lam = 2.0 if s == 2 else [1.0, 2.0, 0.6][case % 3]
     u = rng.random((n_c, d)) * [0.2, 0.6, 1.0][case % 3]
     if case % 4 == 0:
         u = np.round(u, 1)                                  # ties
