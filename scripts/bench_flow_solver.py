@@ -6,10 +6,10 @@
    code's recorded 0.024 s (64×64) and 1.59 s (512×512) from its ``time_record.csv``.
 2. Cascade (§3.4, L = 2, d = 64, s = 4, λ₁ = 100, λ₂ = 1): per-level times of
    ``cascade_class_codes`` for the shipped batch (64 classes) and for 512 classes.
-3. The solver's share of one CPU training step: a Deep Hash Table stage-2 step (forward,
-   flow solve, masked loss, backward, Adam) on frozen 1,280-d features with the CIFAR-10 config's
-   head (d = 16, 10 classes × 8 images) and the paper's CIFAR-100 batch (d = 64, 64 classes × 2),
-   timed with the method's own ``timers["flow_solver"]``.
+3. The solver's share of one CPU training step: a stage-2 step (forward, flow solve(s), masked
+   loss, backward, Adam) of the Deep Hash Table and of the cascade on frozen 1,280-d features with
+   the CIFAR-10 config's head (d = 16, 10 classes × 8 images) and the paper's CIFAR-100 batch
+   (d = 64, 64 classes × 2), timed with the method's own ``timers["flow_solver"]``.
 
     python scripts/bench_flow_solver.py [--repeats 20] [--out results/sparse/flow_solver]
 """
@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from methods.backbones import build_backbone  # noqa: E402
-from methods.cascade_dht import cascade_class_codes  # noqa: E402
+from methods.cascade_dht import CascadeDHT, cascade_class_codes  # noqa: E402
 from methods.dht import DeepHashTable  # noqa: E402
 from methods.min_cost_flow import solve_class_codes  # noqa: E402
 
@@ -98,13 +98,16 @@ def step_share(steps: int) -> pd.DataFrame:
     from torch.utils.data import DataLoader, TensorDataset
 
     rows = []
-    for label, d, n_classes, per_class, hidden in [("CIFAR-10 config", 16, 10, 8, [512]),
-                                                   ("CIFAR-100 batch", 64, 64, 2, [512])]:
+    for label, cls, d, n_classes, per_class, hidden in [
+            ("dht, CIFAR-10 config", DeepHashTable, 16, 10, 8, [512]),
+            ("dht, CIFAR-100 batch", DeepHashTable, 64, 64, 2, [512]),
+            ("cascade-dht (L = 2), CIFAR-10 config", CascadeDHT, 16, 10, 8, [512]),
+            ("cascade-dht (L = 2), CIFAR-100 batch", CascadeDHT, 64, 64, 2, [512])]:
         torch.manual_seed(0)
         n = n_classes * per_class * steps
         x = torch.randn(n, 1280)
         y = torch.nn.functional.one_hot(torch.arange(n) % n_classes, n_classes).float()
-        m = DeepHashTable(bits=d, n_classes=n_classes, backbone=build_backbone("identity", in_dim=1280),
+        m = cls(bits=d, n_classes=n_classes, backbone=build_backbone("identity", in_dim=1280),
                           hidden_dims=hidden, sparsity=1 if d == 16 else 4, stage1_fraction=0.5)
         loader = DataLoader(TensorDataset(x, y), batch_size=n_classes * per_class, shuffle=False)
         trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
