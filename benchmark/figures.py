@@ -235,16 +235,17 @@ def suf_vs_precision(runs, out: Path, k: int = 16) -> list[Path]:
     frame = frame.assign(s=variant.str.extract(r"(?:^|,)s=(\d+)", expand=False))
     suf = frame[frame["metric"] == f"suf@{k}"]
     pk = frame[(frame["metric"] == f"precision@{k}") & variant.str.contains("search=hash_table")]
-    keys = ["dataset", "protocol", "method", "bits", "seed", "s"]
+    keys = ["dataset", "protocol", "method", "bits", "seed", "s"] + (["method_base"] if "method_base" in frame else [])
     merged = suf.merge(pk, on=keys, suffixes=("_speed", "_p"))
     if merged.empty:
         return []
     exhaustive = frame[(frame["metric"] == f"precision@{k}") & (variant == "search=exhaustive_embedding")]
-    styles = _styles(merged["method"])
+    styles = _styles(merged["method_base"] if "method_base" in merged else merged["method"])
     with plt.rc_context(STYLE):
         fig, panels = _panels(merged)
         for title, g, ax in panels:
-            for (method, bits), m in g.groupby(["method", "bits"]):
+            base = "method_base" if "method_base" in g else "method"    # the sparsity s is the x-series
+            for (method, bits), m in g.groupby([base, "bits"]):
                 st = styles[method]
                 ax.scatter(m["value_p"], m["value_speed"], marker=st["marker"], color=st["color"], s=10,
                            facecolors="white", linewidths=0.8, alpha=0.8)

@@ -51,12 +51,42 @@ def _cell(mean: float, std: float, digits: int = 3) -> str:
 
 def load_runs(run_dirs: Iterable[Path]) -> pd.DataFrame:
     """The metric rows of the runs in (or below) ``run_dirs`` (run directories only, see
-    :func:`benchmark.store.load_metrics`), with integer bits and seed and string variants."""
+    :func:`benchmark.store.load_metrics`), with integer bits and seed and string variants.
+
+    Runs of one method with different settings (a config ``--variant`` or ``--set`` overrides,
+    read from each run's ``config.yaml``) are different rows of every table and figure: their
+    ``method`` becomes ``"<method> [<setting>]"``, the plain name stays in ``method_base`` and the
+    setting in ``setting`` (empty for the shipped config)."""
     frame = load_metrics(list(run_dirs))
     frame["variant"] = frame["variant"].fillna("").astype(str)
     frame["bits"] = frame["bits"].astype(int)
     frame["seed"] = frame["seed"].astype(int)
+    settings = {d: run_setting(Path(d)) for d in frame["run_dir"].unique()}
+    frame["setting"] = frame["run_dir"].map(settings)
+    frame["method_base"] = frame["method"]
+    frame["method"] = [m if not st else f"{m} [{st}]" for m, st in zip(frame["method"], frame["setting"])]
     return _one_run_per_cell(frame).reset_index(drop=True)
+
+
+def run_setting(run_dir: Path) -> str:
+    """How a run departs from its method's shipped config: ``variant=<name>`` and the ``--set``
+    overrides as ``key=value``, comma-separated in that order ("" for the shipped config). An
+    override equal to what the shipped config now holds for that method and dataset is not a
+    departure and is left out."""
+    import yaml
+
+    from benchmark.config import resolve_config
+
+    path = Path(run_dir) / "config.yaml"
+    request = (yaml.safe_load(path.read_text()) or {}).get("request", {}) if path.exists() else {}
+    overrides = dict(request.get("overrides") or {})
+    try:
+        shipped = resolve_config(request["method"], request.get("dataset", ""), None, None)
+    except Exception:  # an unknown or since-removed method: keep every override
+        shipped = {}
+    parts = [f"variant={request['variant']}"] if request.get("variant") else []
+    parts += [f"{k}={v}" for k, v in sorted(overrides.items()) if k not in shipped or shipped[k] != v]
+    return ",".join(parts)
 
 
 def _one_run_per_cell(frame: pd.DataFrame) -> pd.DataFrame:

@@ -41,10 +41,10 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     out = {}
     for name, metric, pattern in COLUMNS:
         rows = frame[(frame["metric"] == metric) & variant.str.contains(pattern, regex=True)]
-        g = rows.groupby(["dataset", "method", "s"])["value"]
+        g = rows.groupby(["dataset", "method_base", "s"])["value"]
         out[name] = g.agg(lambda v: f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}")
         out.setdefault("seeds", g.size())
-    return pd.DataFrame(out).reset_index()
+    return pd.DataFrame(out).reset_index().rename(columns={"method_base": "method"})
 
 
 def main() -> int:

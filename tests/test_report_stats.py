@@ -83,9 +83,9 @@ def test_paired_test_identical_and_bad_inputs():
 
 
 def _write_run(root, method, bits, seed, ap, dataset="cifar10", protocol="query1k-train5k-db54k", query_sha="q1",
-               speedup=2.0):
+               speedup=2.0, name=None):
     """A run directory as the harness writes it, with per-query AP ``ap`` (default variant)."""
-    d = root / f"{method}_{dataset}_{bits}b_s{seed}"
+    d = root / (name or f"{method}_{dataset}_{bits}b_s{seed}")
     d.mkdir(parents=True)
     ctx = dict(method=method, dataset=dataset, protocol=protocol, backbone="identity", seed=seed, git_revision="abc",
                config_hash="0" * 12, hardware="test cpu x2", timestamp="2026-01-01T00:00:00Z")
@@ -316,3 +316,18 @@ def test_suf_figure_has_one_point_per_run_and_a_line_over_s(tmp_path):
     paths = figures.suf_vs_precision(pd.DataFrame(rows), tmp_path)
     assert [p.suffix for p in paths] == [".pdf", ".png"] and all(p.stat().st_size > 0 for p in paths)
     assert figures.suf_vs_precision(pd.DataFrame(rows).query("metric != 'suf@16'"), tmp_path / "none") == []
+
+
+def test_runs_with_other_settings_are_other_rows(tmp_path):
+    from benchmark.report import load_runs
+
+    root = tmp_path / "runs"
+    ap = np.linspace(0.2, 0.8, 50)
+    _write_run(root, "dht", 16, 0, ap)
+    tuned = _write_run(root, "dht", 16, 0, ap + 0.1, name="dht_s2")
+    (tuned / "config.yaml").write_text(yaml.safe_dump({"evaluation_lengths": {16: {}}, "request": {
+        "method": "dht", "dataset": "cifar10", "variant": "npairs",
+        "overrides": {"sparsity": 2, "epochs": 5, "dropout": 0.2}}}))      # dropout 0.2 is the shipped value
+    frame = load_runs([root])
+    assert sorted(frame["method"].unique()) == ["dht", "dht [variant=npairs,epochs=5,sparsity=2]"]
+    assert set(frame["method_base"]) == {"dht"} and frame["run_dir"].nunique() == 2
