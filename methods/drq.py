@@ -95,6 +95,10 @@ def recurrent_quantize(x: torch.Tensor, codebook: torch.Tensor, scales: torch.Te
     return Quantized(torch.stack(idx, 1), torch.stack(soft), torch.stack(hard))
 
 
+#: checkpoint-selection rules (``selection``): see :meth:`DRQ.selectable_epoch`
+SELECTION = ("final_stage", "any_epoch")
+
+
 def stage_of_epoch(epoch: int, total_epochs: int, fractions: Sequence[float] = (0.5, 0.75),
                    skip_boundaries: bool = False) -> int:
     """Training stage (1, 2 or 3) of a 0-based epoch, or 0 for an epoch that is skipped.
@@ -140,7 +144,9 @@ class DRQ(HashingMethod):
                  codebook_lr: float = 1e-4, lr_decay_rate: float = 0.9, lr_decay_steps: float = 10000,
                  init_std: float = 0.01, schedule_epochs: int | None = None,
                  stage_fractions: Sequence[float] = (0.5, 0.75), skip_boundary_epochs: bool = False,
-                 end_to_end: bool = False) -> None:
+                 end_to_end: bool = False, selection: str = "final_stage") -> None:
+        if selection not in SELECTION:
+            raise ValueError(f"drq: selection must be one of {SELECTION}, got {selection!r}")
         m, step_bits = steps_and_bits(bits, codebook_size, n_steps)
         super().__init__(bits, n_classes, backbone, codebook_size=codebook_size, n_steps=n_steps)
         self.n_steps, self.step_bits, self.codebook_size = m, step_bits, int(codebook_size)
@@ -222,9 +228,13 @@ class DRQ(HashingMethod):
         return stage_of_epoch(epoch, self.total_epochs(), hp.stage_fractions, hp.skip_boundary_epochs)
 
     def selectable_epoch(self, epoch: int) -> bool:
-        """Model selection considers epochs of the schedule's final stage only (stage 3 by
-        default): before it the codebook (stage 1) or the scales w (stage 2) are untrained, and
-        an early epoch whose codes happen to score well on validation is not the trained model."""
+        """``selection: final_stage`` (default): model selection considers epochs of the
+        schedule's final stage only (stage 3 by default): before it the codebook (stage 1) or the
+        scales w (stage 2) are untrained, and an early epoch whose codes happen to score well on
+        validation is not the trained model. ``any_epoch``: every trained epoch (the harness's
+        plain rule; it picked stage-2 checkpoints with w at its initial values on CIFAR-10)."""
+        if self.hparams.selection == "any_epoch":
+            return self.stage(epoch) != 0
         final = self.stage(self.total_epochs() - 1)
         return self.stage(epoch) == final and final != 0
 

@@ -261,6 +261,10 @@ def test_only_final_stage_epochs_are_selectable():
     assert [m.selectable_epoch(e) for e in range(8)] == [False] * 6 + [True] * 2
     m = make(schedule_epochs=4, stage_fractions=(0.5, 1.0))        # no stage 3: stage 2 is final
     assert [m.selectable_epoch(e) for e in range(4)] == [False, False, True, True]
+    m = make(schedule_epochs=8, selection="any_epoch")
+    assert all(m.selectable_epoch(e) for e in range(8))
+    with pytest.raises(ValueError):
+        make(selection="best")
 
 
 def _loader(n=32, batch=8, n_classes=4, seed=0):
