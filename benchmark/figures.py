@@ -264,6 +264,7 @@ def suf_vs_precision(runs, out: Path, k: int = 16) -> list[Path]:
             times = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}×")
             ax.yaxis.set_major_formatter(times)
             ax.yaxis.set_minor_formatter(times)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
             ax.set_xlabel(f"P@{k} of the hash-table search")
             ax.set_ylabel(f"SUF@{k} (database / candidates)")
             ax.set_title(title)
