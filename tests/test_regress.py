@@ -243,7 +243,7 @@ def test_committed_baseline_and_tolerances_cover_every_method():
 
 def test_suite_part_is_bit_for_bit_repeatable(tmp_path):
     """Two runs of the same part of the suite (trained and closed-form methods, fixed seeds,
-    CPU) give identical quality rows; timing ratios exist but are not compared for equality."""
+    CPU) give identical quality rows (the digits entry keeps no speed ratios)."""
     ov = {"hashnet": {"epochs": 2}, "drq": {"epochs": 2}}
     kw = dict(datasets=["digits"], methods=["itq", "hashnet", "drq"], overrides=ov, log=lambda _m: None)
     a = regress.run_suite(tmp_path / "a", **kw)
@@ -252,8 +252,7 @@ def test_suite_part_is_bit_for_bit_repeatable(tmp_path):
     q = a.table["kind"] == "quality"
     assert q.sum() > 100
     assert np.array_equal(a.table.loc[q, "value"].to_numpy(), b.table.loc[q, "value"].to_numpy(), equal_nan=True)
-    ratios = a.table[a.table["kind"] == "speed_ratio"]
-    assert len(ratios) == 6 and (ratios["value"] > 0).all()  # itq 16/32, hashnet 16/32, drq 16/32 (one 32-bit run)
+    assert (a.table["kind"] == "speed_ratio").sum() == 0     # digits compares quality only
     drq = a.table[a.table["method"] == "drq"]
     assert set(drq["run_bits"]) == {32} and set(drq["bits"]) == {16, 32}
     info = json.loads((tmp_path / "a" / "suite.json").read_text())
