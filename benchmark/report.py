@@ -264,15 +264,23 @@ def _caption(frame: pd.DataFrame, summ: pd.DataFrame) -> str:
 
 def comparison_table(frame: pd.DataFrame) -> str:
     """The table ``make bench`` prints: mAP (default variant), P@100, NMI (k-means) and
-    wall-clock speed-up per method and code length, mean ± std over seeds, as Markdown."""
+    wall-clock speed-up per method and code length, mean ± std over seeds, as Markdown; for
+    sparse codes (hash tables) also P@1 and P@16 of the table search, SUF@16 and bucket NMI.
+    Speed-up and recall are those against exhaustive float search on the reference features."""
     parts = []
     variant = frame["variant"].fillna("")
+    on_features = variant.str.contains("reference=faiss_flat_l2_features", regex=False)
+    table_search = variant.str.contains("search=hash_table", regex=False)
     picks = [
         ("mAP", frame["metric"].str.startswith("map@") & (variant == DEFAULT_MAP_VARIANT)),
         ("P@100", (frame["metric"] == "precision@100") & (variant == "ties=expected")),
         ("NMI (k-means)", frame["metric"] == "nmi_kmeans"),
-        ("speed-up vs float", frame["metric"].str.startswith("speedup_wallclock@")),
-        ("recall of exact top-100", frame["metric"].str.startswith("recall_of_exact@")),
+        ("speed-up vs float", frame["metric"].str.startswith("speedup_wallclock@") & on_features),
+        ("recall of exact top-100", frame["metric"].str.startswith("recall_of_exact@") & on_features),
+        ("hash table P@1", (frame["metric"] == "precision@1") & table_search),
+        ("hash table P@16", (frame["metric"] == "precision@16") & table_search),
+        ("SUF@16 (database / candidates)", frame["metric"] == "suf@16"),
+        ("NMI (buckets)", frame["metric"] == "nmi_buckets"),
     ]
     for title, mask in picks:
         rows = frame[mask]

@@ -331,3 +331,19 @@ def test_runs_with_other_settings_are_other_rows(tmp_path):
     frame = load_runs([root])
     assert sorted(frame["method"].unique()) == ["dht", "dht [variant=npairs,epochs=5,sparsity=2]"]
     assert set(frame["method_base"]) == {"dht"} and frame["run_dir"].nunique() == 2
+
+
+def test_bench_table_shows_sparse_metrics_and_one_speed_reference():
+    from benchmark.report import comparison_table
+
+    base = dict(dataset="digits", protocol="p", method="dht", bits=16, seed=0)
+    rows = [{**base, "metric": "suf@16", "variant": "rerank=embedding,s=1", "value": 10.0},
+            {**base, "metric": "precision@16", "variant": "rerank=embedding,s=1,search=hash_table", "value": 0.9},
+            {**base, "metric": "speedup_wallclock@100",
+             "variant": "backend=hash_table,reference=faiss_flat_l2_features,threads=1", "value": 8.0},
+            {**base, "metric": "speedup_wallclock@100",
+             "variant": "backend=hash_table,reference=faiss_flat_l2_embedding,threads=1", "value": 0.5}]
+    text = comparison_table(pd.DataFrame(rows))
+    assert "### SUF@16" in text and "### hash table P@16" in text
+    speed = text.split("### speed-up vs float")[1].split("###")[0]
+    assert "|         8 |" in speed and "4.25" not in speed            # the features reference alone
