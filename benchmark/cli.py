@@ -293,7 +293,7 @@ def cmd_regress(args) -> int:
         old_header = regress.header_lines(args.tolerances)
         if old_header:
             header = old_header + [f"Recalibrated pairs: methods {args.methods or 'all'} on datasets "
-                                   f"{args.datasets or 'all'}: " + header[-2] + " " + header[-1]]
+                                   f"{args.datasets or 'all'}: " + " ".join(regress.measurement_lines(args.seeds, seconds))]
         if args.tolerances.exists():
             tol = regress.replace_pairs(regress.read_table(args.tolerances), tol)
     regress.write_table(tol, args.tolerances, header)

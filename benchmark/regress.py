@@ -364,6 +364,13 @@ def tolerance_header(seeds: list[int], seconds: list[float]) -> list[str]:
         "of the value over method seeds; speed_ratio rows (speedup_wallclock@k, float search time / the method's",
         f"search time in the same process): tolerance = max({SIGMAS:g} * sigma(ln ratio), ln 3 = {SPEED_FLOOR:.4f}),",
         "compared as ln(now / baseline). A row fails when it got worse by more than its tolerance.",
+    ] + measurement_lines(seeds, seconds)
+
+
+def measurement_lines(seeds: list[int], seconds: list[float]) -> list[str]:
+    """The part of the tolerance header that says how one calibration was measured: seeds, suite
+    wall time per seed, hardware, git revision and date."""
+    return [
         f"Seeds: {','.join(str(s) for s in seeds)}; suite wall time per seed (s): "
         + ", ".join(f"{s:.0f}" for s in seconds) + f"; hardware: {store.hardware_description('cpu')};",
         f"git revision: {store.git_revision()}; measured {store.now_stamp()}. 'mean' and 'std' are in the scale column's units.",
@@ -504,19 +511,19 @@ def accept(run_table: Path, baseline: Path = BASELINE, skipped: Iterable[str] = 
     old = read_table(baseline) if Path(baseline).exists() else kept
     if partial:
         merged = replace_pairs(old, table)
-        kept = merged.iloc[len(table):] if len(merged) > len(table) else kept
     else:
         if skipped and len(old):
             keep = old.apply(lambda r: r["dataset"] in skipped or f"{r['dataset']}/{r['method']}" in skipped, axis=1)
             kept = old[keep]
         merged = pd.concat([t for t in (table, kept) if len(t)], ignore_index=True) if len(kept) else table
         merged = merged.sort_values(KEY, kind="stable").reset_index(drop=True)
+    n_kept = len(merged) - len(table)
     what = "rows of pairs the partial run did not cover" if partial else "rows of skipped parts"
     header = [
         "Regression baseline: the metric table of `make regress` (python -m benchmark regress), compared by",
         "`make regress` against each new run with the tolerances of tolerances.csv. Rewritten by `make regress-accept`",
         f"from {Path(run_table).parent.name} (git {table['git_revision'].iloc[0] if len(table) else '?'}); accepted at "
-        f"git revision {store.git_revision()}, {store.now_stamp()}; {len(kept)} {what} kept.",
+        f"git revision {store.git_revision()}, {store.now_stamp()}; {n_kept} {what} kept.",
     ]
     write_table(merged, baseline, header)
     return Path(baseline)

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchmark.train import EpochTimer  # noqa: E402
 from methods.backbones import build_backbone  # noqa: E402
 from methods.cascade_dht import CascadeDHT, cascade_class_codes  # noqa: E402
 from methods.dht import DeepHashTable  # noqa: E402
@@ -108,11 +109,10 @@ def step_share(steps: int) -> pd.DataFrame:
         x = torch.randn(n, 1280)
         y = torch.nn.functional.one_hot(torch.arange(n) % n_classes, n_classes).float()
         m = cls(bits=d, n_classes=n_classes, backbone=build_backbone("identity", in_dim=1280),
-                          hidden_dims=hidden, sparsity=1 if d == 16 else 4, stage1_fraction=0.5)
+                hidden_dims=hidden, sparsity=1 if d == 16 else 4, stage1_fraction=0.5)
         loader = DataLoader(TensorDataset(x, y), batch_size=n_classes * per_class, shuffle=False)
         trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False)
-        from benchmark.train import EpochTimer
         timer = EpochTimer()
         trainer.callbacks.append(timer)
         trainer.fit(m, loader)
