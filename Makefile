@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The console script, not `python -m`: that would put the working directory first on sys.path,
+# where the folder datasets/ would shadow Hugging Face `datasets`.
+HASHBENCH := $(VENV)/bin/hashbench
 # torch/torchvision releases the environment is built with (admitted by pyproject's ranges).
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
@@ -34,32 +37,32 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)  ## create the virtual environment and install hashbench
 
 bench: $(STAMP)  ## train + evaluate METHOD (default: all) on DATASET (default: digits) and print the table
-	$(PY) -m benchmark run --method $(METHOD) --dataset $(DATASET) $(if $(PROTOCOL),--protocol $(PROTOCOL)) \
+	$(HASHBENCH) run --method $(METHOD) --dataset $(DATASET) $(if $(PROTOCOL),--protocol $(PROTOCOL)) \
 		--bits $(BITS) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS)) --device $(DEVICE) --out $(OUT)
 
 test: $(STAMP)  ## the test suite (no GPU, no internet; slow benchmarks excluded)
-	$(PY) -m pytest
+	$(VENV)/bin/pytest
 
 test-all: $(STAMP)  ## tests including the slow ones
-	$(PY) -m pytest -m ''
+	$(VENV)/bin/pytest -m ''
 
 list: $(STAMP)
-	$(PY) -m benchmark list
+	$(HASHBENCH) list
 
 report: $(STAMP)  ## tables and figures from every run under RUNS (REPORT_ARGS: --reference, --compare A B)
-	$(PY) -m benchmark report $(RUNS) --out $(REPORT) $(REPORT_ARGS)
+	$(HASHBENCH) report $(RUNS) --out $(REPORT) $(REPORT_ARGS)
 
 report-readme: $(STAMP)  ## regenerate the README's CIFAR-10 table and figures from the committed runs
-	$(PY) -m benchmark report results/cifar10/runs --out results/report/cifar10 --reference --compare drq hashnet
+	$(HASHBENCH) report results/cifar10/runs --out results/report/cifar10 --reference --compare drq hashnet
 
 regress: $(STAMP)  ## run the regression suite and compare with results/baselines/regress.csv (fails when worse)
-	$(PY) -m benchmark regress run $(REGRESS_ARGS)
+	$(HASHBENCH) regress run $(REGRESS_ARGS)
 
 regress-accept: $(STAMP)  ## make the last regression run the baseline (records the git revision)
-	$(PY) -m benchmark regress accept $(REGRESS_ARGS)
+	$(HASHBENCH) regress accept $(REGRESS_ARGS)
 
 regress-calibrate: $(STAMP)  ## run the suite over CALIBRATE_SEEDS and rewrite results/baselines/tolerances.csv
-	$(PY) -m benchmark regress calibrate --seeds $(CALIBRATE_SEEDS) $(REGRESS_ARGS)
+	$(HASHBENCH) regress calibrate --seeds $(CALIBRATE_SEEDS) $(REGRESS_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {run,evaluate,list,report,regress}``.
+"""Command line: ``hashbench {run,evaluate,list,report,regress}`` (also ``python -m hashbench``).
 
 Bad input (unknown method/dataset/protocol/backbone, impossible bits, missing data or weights,
 a NaN loss) ends with one ``error:`` line and exit status 2, never a traceback.
@@ -23,7 +23,7 @@ def _ints(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmark", description="hashbench: deep hashing benchmark harness")
+    p = argparse.ArgumentParser(prog="hashbench", description="hashbench: deep hashing benchmark harness")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="train + evaluate methods on a dataset, write run directories")
@@ -102,10 +102,10 @@ def _quiet_libraries() -> None:
 
 
 def cmd_run(args) -> int:
-    import methods
-    from benchmark import report
-    from benchmark.config import parse_overrides, resolve_config, split_config
-    from benchmark.runner import RunRequest, load_data, run_one
+    from hashbench import methods
+    from hashbench.benchmark import report
+    from hashbench.benchmark.config import parse_overrides, resolve_config, split_config
+    from hashbench.benchmark.runner import RunRequest, load_data, run_one
 
     names = methods.available() if args.method == "all" else [m.strip() for m in args.method.split(",") if m.strip()]
     overrides = parse_overrides(args.overrides)
@@ -159,9 +159,9 @@ def cmd_evaluate(args) -> int:
     import pandas as pd
     import yaml
 
-    from benchmark import store
-    from benchmark.evaluate import evaluate
-    from benchmark.runner import inputs_from_npz
+    from hashbench.benchmark import store
+    from hashbench.benchmark.evaluate import evaluate
+    from hashbench.benchmark.runner import inputs_from_npz
 
     for run in args.run_dirs:
         if not (run / "codes.npz").exists():
@@ -185,9 +185,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_list(_args) -> int:
-    import datasets
-    import methods
-    from methods.backbones import available_backbones
+    from hashbench import datasets
+    from hashbench import methods
+    from hashbench.methods.backbones import available_backbones
 
     print("methods:")
     for name in methods.available():
@@ -204,7 +204,7 @@ def cmd_list(_args) -> int:
 
 
 def cmd_report(args) -> int:
-    from benchmark import report
+    from hashbench.benchmark import report
 
     ref = None if args.reference is None else (True if args.reference == "all" else
                                                  [m.strip() for m in args.reference.split(",") if m.strip()])
@@ -232,7 +232,7 @@ def _last_suite(args) -> Path:
 def _compare_suite(args, suite: Path) -> int:
     import json
 
-    from benchmark import regress
+    from hashbench.benchmark import regress
 
     if not args.baseline.exists():
         raise FileNotFoundError(f"no baseline at {args.baseline}; create it with `make regress-accept`")
@@ -255,7 +255,7 @@ def _compare_suite(args, suite: Path) -> int:
 def cmd_regress(args) -> int:
     import json
 
-    from benchmark import regress, store
+    from hashbench.benchmark import regress, store
 
     split = lambda text: None if text is None else [t.strip() for t in text.split(",") if t.strip()]  # noqa: E731
     overrides = regress.parse_overrides(args.overrides)
@@ -304,14 +304,14 @@ def cmd_regress(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from benchmark.store import git_revision
+    from hashbench.benchmark.store import git_revision
 
     git_revision()  # pin the revision of the code this process loaded
     _quiet_libraries()
-    from datasets import MissingDataError
-    from methods.backbones import MissingWeightsError
+    from hashbench.datasets import MissingDataError
+    from hashbench.methods.backbones import MissingWeightsError
 
-    from benchmark.train import NonFiniteLossError
+    from hashbench.benchmark.train import NonFiniteLossError
 
     handlers = {"run": cmd_run, "evaluate": cmd_evaluate, "list": cmd_list, "report": cmd_report,
                 "regress": cmd_regress}

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
-from methods.backbones import Backbone, InputSpec, extract_features, prepare_images
+from hashbench.methods.backbones import Backbone, InputSpec, extract_features, prepare_images
 
 log = logging.getLogger("hashbench")
 
@@ -86,7 +86,7 @@ def content_fingerprint(data) -> str:
 def feature_cache_path(dataset: str, data, backbone: Backbone) -> Path:
     """Cache file for a (dataset content, backbone) pair under the dataset cache directory,
     keyed by :func:`content_fingerprint`, the item count, the backbone and its weights."""
-    from datasets import cache_dir
+    from hashbench.datasets import cache_dir
 
     key = hashlib.sha256(f"{content_fingerprint(data)}|{len(data.labels)}|{backbone.name}|{backbone.pretrained}".encode()).hexdigest()[:16]
     return cache_dir() / "features" / f"{dataset}-{backbone.name.replace('/', '_')}-{key}.npy"

@@ -14,15 +14,15 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from benchmark.metrics import candidates as candidate_metrics
-from benchmark.metrics import nmi as nmi_metrics
-from benchmark.metrics import ranking
-from benchmark.metrics import speed as speed_metrics
-from benchmark.search import additive as additive_search
-from benchmark.search import binary as binary_search
-from benchmark.search import flat as flat_search
-from benchmark.search import sparse as sparse_search
-from benchmark.search.timing import time_call
+from hashbench.benchmark.metrics import candidates as candidate_metrics
+from hashbench.benchmark.metrics import nmi as nmi_metrics
+from hashbench.benchmark.metrics import ranking
+from hashbench.benchmark.metrics import speed as speed_metrics
+from hashbench.benchmark.search import additive as additive_search
+from hashbench.benchmark.search import binary as binary_search
+from hashbench.benchmark.search import flat as flat_search
+from hashbench.benchmark.search import sparse as sparse_search
+from hashbench.benchmark.search.timing import time_call
 
 #: The default mAP variant (the DeepHash/HashNet/DRQ convention, with random-order ties).
 DEFAULT_MAP = {"ties": "expected", "denominator": "relevant_retrieved", "empty": "zero"}

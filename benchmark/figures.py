@@ -47,7 +47,7 @@ PANEL = (3.2, 2.5)
 def _frame(runs) -> pd.DataFrame:
     if isinstance(runs, pd.DataFrame):
         return runs
-    from benchmark.report import load_runs
+    from hashbench.benchmark.report import load_runs
 
     return load_runs(list(runs))
 
@@ -95,7 +95,7 @@ def _pick_bits(rows: pd.DataFrame, bits: int | None) -> int | None:
 def map_vs_bits(runs, out: Path, variant: str | None = None) -> list[Path]:
     """mAP (``variant``, default: the default mAP variant) against code length, one line per
     method, mean ± std over seeds; one panel per dataset."""
-    from benchmark.report import DEFAULT_MAP_VARIANT
+    from hashbench.benchmark.report import DEFAULT_MAP_VARIANT
 
     frame = _frame(runs)
     variant = DEFAULT_MAP_VARIANT if variant is None else variant

@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from benchmark import store
+from hashbench.benchmark import store
 
 QUALITY_FLOOR = 0.005
 SPEED_FLOOR = math.log(3.0)
@@ -166,8 +166,8 @@ def write_table(frame: pd.DataFrame, path: Path, header: Iterable[str] = ()) -> 
 def parse_overrides(pairs: Iterable[str]) -> dict[str | None, dict[str, Any]]:
     """``["epochs=1", "hashnet.lr=0.01"]`` → ``{None: {"epochs": 1}, "hashnet": {"lr": 0.01}}``
     (a prefix before the first dot that names a registered method scopes the override to it)."""
-    import methods
-    from benchmark.config import parse_overrides as parse
+    from hashbench import methods
+    from hashbench.benchmark.config import parse_overrides as parse
 
     known = set(methods.available())
     out: dict[str | None, dict[str, Any]] = {}
@@ -181,9 +181,9 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str | None, dict[str, Any]]:
 def _feature_needs(method: str, loaded, overrides: dict[str, Any]) -> list[tuple[str, int | None]] | str:
     """The frozen feature files (backbone, image size) a run of ``method`` reads, the reference
     features first; a string reason when the method would fine-tune a backbone instead."""
-    import methods as registry
-    from benchmark import data as data_mod
-    from benchmark.config import resolve_config, split_config
+    from hashbench import methods as registry
+    from hashbench.benchmark import data as data_mod
+    from hashbench.benchmark.config import resolve_config, split_config
 
     cls = registry.get_method(method)
     harness, _ = split_config(resolve_config(method, loaded.name, None, overrides))
@@ -198,8 +198,8 @@ def _feature_needs(method: str, loaded, overrides: dict[str, Any]) -> list[tuple
 
 def missing_features(method: str, loaded, overrides: dict[str, Any]) -> str | None:
     """Why ``method`` cannot run from cached features on ``loaded`` (None when it can)."""
-    from benchmark import data as data_mod
-    from methods.backbones import build_backbone
+    from hashbench.benchmark import data as data_mod
+    from hashbench.methods.backbones import build_backbone
 
     needs = _feature_needs(method, loaded, overrides)
     if isinstance(needs, str):
@@ -216,7 +216,7 @@ def missing_features(method: str, loaded, overrides: dict[str, Any]) -> str | No
 
 
 def _features_dir() -> Path:
-    from datasets import cache_dir
+    from hashbench.datasets import cache_dir
 
     return cache_dir() / "features"
 
@@ -228,7 +228,7 @@ def _any_cached_features(dataset: str) -> bool:
 
 def _entry_precheck(entry: SuiteEntry, data_root: str | None, features: str) -> str | None:
     """Why a needs-cached-features entry is skipped before any data is loaded (None: go on)."""
-    import datasets as dataset_registry
+    from hashbench import datasets as dataset_registry
 
     if not entry.needs_cached_features:
         return None
@@ -257,10 +257,10 @@ def run_suite(out: Path, seed: int = 0, datasets: Iterable[str] | None = None, m
     ``overrides`` maps a method (or None: every method) to config overrides; ``features``:
     ``auto`` (needs-cache entries skip methods whose features are not cached), ``extract``
     (compute them), ``off`` (skip those entries)."""
-    import methods as registry
-    from datasets import MissingDataError
-    from benchmark.config import resolve_config, split_config
-    from benchmark.runner import RunRequest, load_data, run_one
+    from hashbench import methods as registry
+    from hashbench.datasets import MissingDataError
+    from hashbench.benchmark.config import resolve_config, split_config
+    from hashbench.benchmark.runner import RunRequest, load_data, run_one
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -359,7 +359,7 @@ def calibrate(tables: list[pd.DataFrame]) -> pd.DataFrame:
 def tolerance_header(seeds: list[int], seconds: list[float]) -> list[str]:
     """Header comment of ``tolerances.csv``: the rule and how it was measured."""
     return [
-        "Regression tolerances, measured by `make regress-calibrate` (python -m benchmark regress calibrate).",
+        "Regression tolerances, measured by `make regress-calibrate` (hashbench regress calibrate).",
         f"Rule: quality rows: tolerance = max({SIGMAS:g} * sigma, {QUALITY_FLOOR}) with sigma the sample std (ddof=1)",
         "of the value over method seeds; speed_ratio rows (speedup_wallclock@k, float search time / the method's",
         f"search time in the same process): tolerance = max({SIGMAS:g} * sigma(ln ratio), ln 3 = {SPEED_FLOOR:.4f}),",
@@ -520,7 +520,7 @@ def accept(run_table: Path, baseline: Path = BASELINE, skipped: Iterable[str] = 
     n_kept = len(merged) - len(table)
     what = "rows of pairs the partial run did not cover" if partial else "rows of skipped parts"
     header = [
-        "Regression baseline: the metric table of `make regress` (python -m benchmark regress), compared by",
+        "Regression baseline: the metric table of `make regress` (hashbench regress), compared by",
         "`make regress` against each new run with the tolerances of tolerances.csv. Rewritten by `make regress-accept`",
         f"from {Path(run_table).parent.name} (git {table['git_revision'].iloc[0] if len(table) else '?'}); accepted at "
         f"git revision {store.git_revision()}, {store.now_stamp()}; {n_kept} {what} kept.",
@@ -531,7 +531,7 @@ def accept(run_table: Path, baseline: Path = BASELINE, skipped: Iterable[str] = 
 
 def tolerance_summary(tol: pd.DataFrame) -> pd.DataFrame:
     """The calibrated tolerance of each method's mAP (default variant), dataset × bits columns."""
-    from benchmark.report import DEFAULT_MAP_VARIANT
+    from hashbench.benchmark.report import DEFAULT_MAP_VARIANT
 
     sel = tol[tol["metric"].str.startswith("map@") & (tol["variant"] == DEFAULT_MAP_VARIANT)]
     cell = sel.assign(cell=[f"±{t:.4f} (σ {s:.4f})" for t, s in zip(sel["tolerance"], sel["std"].fillna(0.0))],

@@ -18,9 +18,9 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from benchmark import reference as reference_mod
-from benchmark import stats
-from benchmark.store import load_metrics, variant_string, write_csv_atomic
+from hashbench.benchmark import reference as reference_mod
+from hashbench.benchmark import stats
+from hashbench.benchmark.store import load_metrics, variant_string, write_csv_atomic
 
 DEFAULT_MAP_VARIANT = variant_string({"ties": "expected", "denominator": "relevant_retrieved", "empty": "zero"})
 
@@ -75,7 +75,7 @@ def run_setting(run_dir: Path) -> str:
     departure and is left out."""
     import yaml
 
-    from benchmark.config import resolve_config
+    from hashbench.benchmark.config import resolve_config
 
     path = Path(run_dir) / "config.yaml"
     request = (yaml.safe_load(path.read_text()) or {}).get("request", {}) if path.exists() else {}
@@ -303,7 +303,7 @@ def write_report(run_dirs: Iterable[Path], out: Path, metric: str | None = None,
     published rows in the tables; with ``ci``:
     ``map_ci.csv``/``map_ci.md`` (bootstrap CI over queries of each run's mAP); with ``figures``:
     the figures of :mod:`benchmark.figures`, all under ``out``; returns the paths written."""
-    from benchmark import figures as figures_mod
+    from hashbench.benchmark import figures as figures_mod
 
     frame = load_runs(list(run_dirs))
     summ = summary(main_rows(frame, metric))

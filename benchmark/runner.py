@@ -19,14 +19,14 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-import datasets as dataset_registry
-import methods as method_registry
-from benchmark import data as data_mod
-from benchmark import store
-from benchmark.config import resolve_config, split_config
-from benchmark.evaluate import DEFAULT_MAP, EvalInputs, evaluate, ranking_metrics, map_name
-from benchmark.train import encode_batches, fit
-from methods.backbones import build_backbone
+from hashbench import datasets as dataset_registry
+from hashbench import methods as method_registry
+from hashbench.benchmark import data as data_mod
+from hashbench.benchmark import store
+from hashbench.benchmark.config import resolve_config, split_config
+from hashbench.benchmark.evaluate import DEFAULT_MAP, EvalInputs, evaluate, ranking_metrics, map_name
+from hashbench.benchmark.train import encode_batches, fit
+from hashbench.methods.backbones import build_backbone
 
 log = logging.getLogger("hashbench")
 
@@ -130,7 +130,7 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
         item = lambda idx, aug=False: data_mod.ImageItems(data, idx, method_backbone.input_spec, augment=aug)  # noqa: E731
     extra: dict[str, Any] = {}
     if "class_vectors" in inspect.signature(cls.__init__).parameters and "class_vectors" not in hparams:
-        from datasets.wordvec import class_word_vectors
+        from hashbench.datasets.wordvec import class_word_vectors
 
         extra["class_vectors"] = class_word_vectors(loaded.name, dataset_registry.data_root(req.data_root),
                                                     data.labels.shape[1])
@@ -285,7 +285,7 @@ def _validation_score_fn(method, val_loader, train_loader, val_labels, train_lab
                          code_state=m.code_state(), search_metric=getattr(m, "search_metric", "ip"),
                          rerank=getattr(m, "reranks", True))
         if m.code_type == "sparse":
-            from benchmark.evaluate import sparse_metrics
+            from hashbench.benchmark.evaluate import sparse_metrics
             res = sparse_metrics(inp, m.bits, s=db_codes["buckets"].shape[1], ks=(1,))
             return next(v for _, name, _, v in res.rows if name == "precision@1")
         top = max(m.evaluation_lengths())

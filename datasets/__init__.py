@@ -6,9 +6,9 @@ A dataset knows nothing of methods or evaluation. ``get_dataset(name).load(data_
 
 from __future__ import annotations
 
-from datasets.base import ArrayData, DatasetSpec, MissingDataError, Protocol, Split
-from datasets.paths import cache_dir, data_root
-from datasets import cifar10, cifar100, digits, fashion_mnist, imagefolder, listfile
+from hashbench.datasets.base import ArrayData, DatasetSpec, MissingDataError, Protocol, Split
+from hashbench.datasets.paths import cache_dir, data_root
+from hashbench.datasets import cifar10, cifar100, digits, fashion_mnist, imagefolder, listfile
 
 __all__ = [
     "ArrayData", "DatasetSpec", "MissingDataError", "Protocol", "Split",

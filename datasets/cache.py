@@ -16,8 +16,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from datasets.base import ArrayData
-from datasets.paths import cache_dir
+from hashbench.datasets.base import ArrayData
+from hashbench.datasets.paths import cache_dir
 
 CACHE_VERSION = "1"
 

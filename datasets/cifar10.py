@@ -20,10 +20,10 @@ import tarfile
 
 import numpy as np
 
-from datasets import cache
-from datasets.base import ArrayData, DatasetSpec, MissingDataError, Protocol, Split
-from datasets.cifar_pickle import batch_images, missing_files, read_pickle, torchvision_download
-from datasets.splits import carve_val, official_protocol, sample_per_class, sampled_protocol
+from hashbench.datasets import cache
+from hashbench.datasets.base import ArrayData, DatasetSpec, MissingDataError, Protocol, Split
+from hashbench.datasets.cifar_pickle import batch_images, missing_files, read_pickle, torchvision_download
+from hashbench.datasets.splits import carve_val, official_protocol, sample_per_class, sampled_protocol
 
 NAME = "cifar10"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -11,10 +11,10 @@ import pathlib
 
 import numpy as np
 
-from datasets import cache
-from datasets.base import ArrayData, DatasetSpec, MissingDataError, Protocol, Split
-from datasets.cifar_pickle import batch_images, missing_files, read_pickle, torchvision_download
-from datasets.splits import official_protocol
+from hashbench.datasets import cache
+from hashbench.datasets.base import ArrayData, DatasetSpec, MissingDataError, Protocol, Split
+from hashbench.datasets.cifar_pickle import batch_images, missing_files, read_pickle, torchvision_download
+from hashbench.datasets.splits import official_protocol
 
 NAME = "cifar100"
 PICKLE_DIR = "cifar-100-python"

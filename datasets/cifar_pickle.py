@@ -7,7 +7,7 @@ import pickle
 
 import numpy as np
 
-from datasets.base import MissingDataError
+from hashbench.datasets.base import MissingDataError
 
 
 def read_pickle(path: pathlib.Path) -> dict:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from datasets.base import ArrayData, DatasetSpec
-from datasets.splits import holdout_protocol
+from hashbench.datasets.base import ArrayData, DatasetSpec
+from hashbench.datasets.splits import holdout_protocol
 
 
 def load_digits_data(root=None, *, download: bool = False) -> ArrayData:

@@ -13,9 +13,9 @@ import pathlib
 
 import numpy as np
 
-from datasets.base import ArrayData, DatasetSpec, MissingDataError
-from datasets.cifar_pickle import torchvision_download
-from datasets.splits import official_protocol, sampled_protocol
+from hashbench.datasets.base import ArrayData, DatasetSpec, MissingDataError
+from hashbench.datasets.cifar_pickle import torchvision_download
+from hashbench.datasets.splits import official_protocol, sampled_protocol
 
 NAME = "fashion-mnist"
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

@@ -15,8 +15,8 @@ import pathlib
 
 import numpy as np
 
-from datasets.base import ArrayData, DatasetSpec, MissingDataError
-from datasets.splits import holdout_protocol
+from hashbench.datasets.base import ArrayData, DatasetSpec, MissingDataError
+from hashbench.datasets.splits import holdout_protocol
 
 NAME = "imagefolder"
 FOLDER_ENV = "HASHBENCH_IMAGEFOLDER"

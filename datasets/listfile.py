@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from datasets.base import ArrayData, DatasetSpec, MissingDataError, Protocol, Split
-from datasets.splits import carve_val
+from hashbench.datasets.base import ArrayData, DatasetSpec, MissingDataError, Protocol, Split
+from hashbench.datasets.splits import carve_val
 
 LISTS_ENV = "HASHBENCH_LISTS"
 ROLES = ("train", "query", "database")

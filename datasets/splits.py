@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datasets.base import ArrayData, Protocol, Split
+from hashbench.datasets.base import ArrayData, Protocol, Split
 
 VAL_FRACTION = 0.1
 

@@ -1,13 +1,13 @@
 """Registered learning-to-hash methods. Importing this package registers every method module."""
-from methods.registry import available, get_method, register  # noqa: F401
+from hashbench.methods.registry import available, get_method, register  # noqa: F401
 
 # Each import registers its method(s) by name.
-from methods import exhaustive, itq, lsh, pq, rq  # noqa: F401,E402
+from hashbench.methods import exhaustive, itq, lsh, pq, rq  # noqa: F401,E402
 
 for _optional in ("hashnet", "drq", "dht", "cascade_dht"):
     # Method modules land one issue at a time; the registry lists those present.
     try:
-        __import__(f"methods.{_optional}")
+        __import__(f"hashbench.methods.{_optional}")
     except ModuleNotFoundError as _err:
-        if _err.name != f"methods.{_optional}":
+        if _err.name != f"hashbench.methods.{_optional}":
             raise

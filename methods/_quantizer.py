@@ -6,8 +6,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from methods._features import to_numpy
-from methods.base import ADDITIVE, HashingMethod, UnsupportedBitsError
+from hashbench.methods._features import to_numpy
+from hashbench.methods.base import ADDITIVE, HashingMethod, UnsupportedBitsError
 
 STEP_BITS = 8  # K = 256 codewords per step/sub-space, one byte per code index
 

@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import UnsupportedBitsError
-from methods.dht import DeepHashTable, top_s
-from methods.min_cost_flow import solve_class_codes
-from methods.registry import register
+from hashbench.methods.base import UnsupportedBitsError
+from hashbench.methods.dht import DeepHashTable, top_s
+from hashbench.methods.min_cost_flow import solve_class_codes
+from hashbench.methods.registry import register
 
 LABELS = ("dynamic", "static")
 

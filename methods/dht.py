@@ -41,11 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods import metric_losses as ML
-from methods.backbones import mlp_trunk
-from methods.base import SPARSE, HashingMethod, UnsupportedBitsError
-from methods.min_cost_flow import solve_class_codes
-from methods.registry import register
+from hashbench.methods import metric_losses as ML
+from hashbench.methods.backbones import mlp_trunk
+from hashbench.methods.base import SPARSE, HashingMethod, UnsupportedBitsError
+from hashbench.methods.min_cost_flow import solve_class_codes
+from hashbench.methods.registry import register
 
 LOSSES = ("triplet", "npairs")
 RERANK = ("stage1", "hash", "none")

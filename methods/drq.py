@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods import drq_losses as L
-from methods.backbones import mlp_trunk
-from methods.base import ADDITIVE, HashingMethod, UnsupportedBitsError
-from methods.registry import register
+from hashbench.methods import drq_losses as L
+from hashbench.methods.backbones import mlp_trunk
+from hashbench.methods.base import ADDITIVE, HashingMethod, UnsupportedBitsError
+from hashbench.methods.registry import register
 
 DEFAULT_CODEBOOK_SIZE = 256
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from methods import metric_losses
+from hashbench.methods import metric_losses
 
 
 def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from methods._features import to_numpy
-from methods.base import FLOAT, HashingMethod
-from methods.registry import register
+from hashbench.methods._features import to_numpy
+from hashbench.methods.base import FLOAT, HashingMethod
+from hashbench.methods.registry import register
 
 
 @register

@@ -104,8 +104,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from methods.base import BINARY, HashingMethod
-from methods.registry import register
+from hashbench.methods.base import BINARY, HashingMethod
+from hashbench.methods.registry import register
 
 #: the original schedule's length in iterations (``schedule_scale: auto`` maps a run onto it)
 ORIGINAL_ITERATIONS = 10_000

@@ -5,9 +5,9 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 
-from methods._features import sign_pm1, to_numpy
-from methods.base import BINARY, HashingMethod
-from methods.registry import register
+from hashbench.methods._features import sign_pm1, to_numpy
+from hashbench.methods.base import BINARY, HashingMethod
+from hashbench.methods.registry import register
 
 
 def itq_rotation(v: np.ndarray, n_iter: int, rng: np.random.Generator) -> np.ndarray:

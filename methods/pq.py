@@ -4,8 +4,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from methods._quantizer import STEP_BITS, FaissAdditiveBaseline
-from methods.registry import register
+from hashbench.methods._quantizer import STEP_BITS, FaissAdditiveBaseline
+from hashbench.methods.registry import register
 
 
 @register

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from methods.base import HashingMethod
+from hashbench.methods.base import HashingMethod
 
 _REGISTRY: dict[str, type[HashingMethod]] = {}
 

@@ -27,11 +27,11 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmark.train import EpochTimer  # noqa: E402
-from methods.backbones import build_backbone  # noqa: E402
-from methods.cascade_dht import CascadeDHT, cascade_class_codes  # noqa: E402
-from methods.dht import DeepHashTable  # noqa: E402
-from methods.min_cost_flow import solve_class_codes  # noqa: E402
+from hashbench.benchmark.train import EpochTimer  # noqa: E402
+from hashbench.methods.backbones import build_backbone  # noqa: E402
+from hashbench.methods.cascade_dht import CascadeDHT, cascade_class_codes  # noqa: E402
+from hashbench.methods.dht import DeepHashTable  # noqa: E402
+from hashbench.methods.min_cost_flow import solve_class_codes  # noqa: E402
 
 ORIGINAL_SECONDS = {(64, 64): 0.024, (512, 512): 1.59}
 
@@ -62,7 +62,7 @@ def single_level(repeats: int, rng: np.random.Generator) -> pd.DataFrame:
 
 
 def cascade(repeats: int, rng: np.random.Generator) -> pd.DataFrame:
-    import methods.cascade_dht as cd
+    import hashbench.methods.cascade_dht as cd
 
     rows = []
     for n_c in (64, 512):

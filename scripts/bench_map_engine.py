@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmark.metrics.ranking import average_precision, hamming_tie_groups  # noqa: E402
+from hashbench.benchmark.metrics.ranking import average_precision, hamming_tie_groups  # noqa: E402
 
 
 def calc_top_map_loop(db_codes, q_codes, db_labels, q_labels, topk):

@@ -18,7 +18,7 @@ import platform
 import faiss
 import numpy as np
 
-from benchmark.search import (
+from hashbench.benchmark.search import (
     BinaryFlatIndex,
     BinaryHashIndex,
     FaissAdditiveIndex,

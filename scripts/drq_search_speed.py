@@ -1,6 +1,6 @@
 """DRQ search speed on a trained run: lookup-table search vs exhaustive float inner product.
 
-For one DRQ run directory (``python -m benchmark run --method drq ...``) this re-runs the trained
+For one DRQ run directory (``hashbench run --method drq ...``) this re-runs the trained
 encoder from the run's checkpoint on the run's frozen features to get the *un-quantised* database
 features (``codes.npz`` keeps only the query features), checks them against what the run stored
 (query features equal, database codes equal), and then times, for every prefix m = 1..M
@@ -37,15 +37,15 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmark.config import split_config  # noqa: E402
-from benchmark.metrics.speed import recall_of_exact_topk  # noqa: E402
-from benchmark.runner import load_data  # noqa: E402
-from benchmark import data as data_mod  # noqa: E402
-from benchmark.search.additive import FaissAdditiveIndex, lut_topk, reconstruct  # noqa: E402
-from benchmark.search.flat import exact_knn  # noqa: E402
-from benchmark.search.timing import time_call  # noqa: E402
-from methods.backbones import build_backbone  # noqa: E402
-from methods.drq import DRQ  # noqa: E402
+from hashbench.benchmark.config import split_config  # noqa: E402
+from hashbench.benchmark.metrics.speed import recall_of_exact_topk  # noqa: E402
+from hashbench.benchmark.runner import load_data  # noqa: E402
+from hashbench.benchmark import data as data_mod  # noqa: E402
+from hashbench.benchmark.search.additive import FaissAdditiveIndex, lut_topk, reconstruct  # noqa: E402
+from hashbench.benchmark.search.flat import exact_knn  # noqa: E402
+from hashbench.benchmark.search.timing import time_call  # noqa: E402
+from hashbench.methods.backbones import build_backbone  # noqa: E402
+from hashbench.methods.drq import DRQ  # noqa: E402
 
 
 def recompute_features(run: Path, cfg: dict, data_root: str | None) -> dict[str, np.ndarray]:

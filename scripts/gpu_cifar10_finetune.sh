@@ -21,7 +21,7 @@ COMMON=(--dataset cifar10 --seeds 0 --device ${DEVICE:-gpu} --no-speed --out "$O
 for spec in $METHODS; do
   method=${spec%%:*}; bits=${spec##*:}
   start=$(date +%s)
-  $PY -m benchmark run --method "$method" --bits "$bits" "${COMMON[@]}"
+  $PY -m hashbench run --method "$method" --bits "$bits" "${COMMON[@]}"
   echo "wall_seconds method=$method bits=$bits backbone=$BACKBONE@$SIZE epochs=$EPOCHS: $(( $(date +%s) - start ))"
 done
 $PY scripts/training_throughput.py "$OUT"

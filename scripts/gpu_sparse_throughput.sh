@@ -20,7 +20,7 @@ COMMON=(--dataset "$DATASET" --seeds 0 --device ${DEVICE:-gpu} --no-speed --out 
 for spec in $SPECS; do
   IFS=: read -r method bits s <<<"$spec"
   start=$(date +%s)
-  $PY -m benchmark run --method "$method" --bits "$bits" --set sparsity="$s" "${COMMON[@]}"
+  $PY -m hashbench run --method "$method" --bits "$bits" --set sparsity="$s" "${COMMON[@]}"
   echo "wall_seconds method=$method d=$bits s=$s epochs=$EPOCHS: $(( $(date +%s) - start ))"
 done
 $PY scripts/training_throughput.py "$OUT"

@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from methods.hashnet import continuous_similarity_factor, default_alpha, pairwise_likelihood_loss
+from hashbench.methods.hashnet import continuous_similarity_factor, default_alpha, pairwise_likelihood_loss
 
 
 def analytic(h1, h2, y1, y2, alpha, class_num, factor=1.0):

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import yaml
 
-from methods.hashnet import continuation_beta
+from hashbench.methods.hashnet import continuation_beta
 
 THRESHOLD = 0.99
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmark.report import load_runs  # noqa: E402
+from hashbench.benchmark.report import load_runs  # noqa: E402
 
 #: (column, metric, regex the variant must match)
 COLUMNS = [

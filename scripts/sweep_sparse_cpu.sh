@@ -12,10 +12,10 @@ SEEDS=${SEEDS:-0,1,2}
 for ds in $DATASETS; do
   IFS=: read -r dataset protocol <<<"$ds"
   for s in 1 2 3; do
-    $PY -m benchmark run --method dht,dht-th,dht-vq --dataset "$dataset" --protocol "$protocol" --bits 16 \
+    $PY -m hashbench run --method dht,dht-th,dht-vq --dataset "$dataset" --protocol "$protocol" --bits 16 \
         --seeds "$SEEDS" --set sparsity=$s --out "$OUT"
     if [ "$s" -le 2 ]; then
-      $PY -m benchmark run --method cascade-dht --dataset "$dataset" --protocol "$protocol" --bits 16 \
+      $PY -m hashbench run --method cascade-dht --dataset "$dataset" --protocol "$protocol" --bits 16 \
           --seeds "$SEEDS" --set sparsity=$s --out "$OUT"
     fi
   done

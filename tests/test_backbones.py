@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from methods import backbones as bb
-from methods.backbones import (InputSpec, MissingWeightsError, available_backbones, build_backbone,
+from hashbench.methods import backbones as bb
+from hashbench.methods.backbones import (InputSpec, MissingWeightsError, available_backbones, build_backbone,
                                extract_features, prepare_images)
 
 TORCHVISION = ("alexnet", "resnet18", "resnet50", "vgg16")
@@ -276,8 +276,8 @@ def test_extract_features_shape_dtype_determinism_and_batching():
 
 
 def test_feature_cache_key_follows_content_not_source():
-    from benchmark.data import feature_cache_path
-    from datasets.base import ArrayData
+    from hashbench.benchmark.data import feature_cache_path
+    from hashbench.datasets.base import ArrayData
 
     x = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
     y = np.eye(2, dtype=np.uint8)

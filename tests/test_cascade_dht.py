@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.search import sparse
-from methods.cascade_dht import cascade_class_codes, dynamic_labels, leaf_ids
-from methods.min_cost_flow import solve_class_codes
+from hashbench.benchmark.search import sparse
+from hashbench.methods.cascade_dht import cascade_class_codes, dynamic_labels, leaf_ids
+from hashbench.methods.min_cost_flow import solve_class_codes
 
 
 def _scores_with_ranks(*ranks):

@@ -10,9 +10,9 @@ import struct
 import numpy as np
 import pytest
 
-import datasets as D
-from datasets import splits
-from datasets.base import ArrayData, Split
+from hashbench import datasets as D
+from hashbench.datasets import splits
+from hashbench.datasets.base import ArrayData, Split
 
 
 @pytest.fixture(autouse=True)

@@ -16,8 +16,8 @@ import urllib.error
 import numpy as np
 import pytest
 
-import datasets as D
-from datasets import cache, cifar10, fashion_mnist
+from hashbench import datasets as D
+from hashbench.datasets import cache, cifar10, fashion_mnist
 
 CLASSES = cifar10.CLASSES
 

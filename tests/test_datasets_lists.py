@@ -12,8 +12,8 @@ import tarfile
 import numpy as np
 import pytest
 
-import datasets as D
-from datasets import listfile
+from hashbench import datasets as D
+from hashbench.datasets import listfile
 
 
 @pytest.fixture(autouse=True)

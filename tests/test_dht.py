@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.metrics.candidates import average_precision_of_lists
-from methods import metric_losses as ML
-from methods.backbones import build_backbone
-from methods.dht import (DeepHashTable, DHTThreshold, DHTVectorQuantization, anchor_positive_pairs,
+from hashbench.benchmark.metrics.candidates import average_precision_of_lists
+from hashbench.methods import metric_losses as ML
+from hashbench.methods.backbones import build_backbone
+from hashbench.methods.dht import (DeepHashTable, DHTThreshold, DHTVectorQuantization, anchor_positive_pairs,
                          class_means, stage1_epochs, top_s)
-from methods.base import UnsupportedBitsError
-from methods.cascade_dht import CascadeDHT
+from hashbench.methods.base import UnsupportedBitsError
+from hashbench.methods.cascade_dht import CascadeDHT
 
 # 4 samples, classes A A B B, codes h_A = e0, h_B = e1 (rows already unit norm)
 G = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, 1.0, 0.0], [0.0, 0.6, 0.8]])
@@ -105,7 +105,7 @@ def test_batch_codes_are_the_flow_optimum_broadcast_to_samples():
 def test_solver_time_is_counted_in_stage_2_only(tmp_path):
     from torch.utils.data import DataLoader, TensorDataset
 
-    from benchmark.train import fit
+    from hashbench.benchmark.train import fit
 
     m = _model()
     x = torch.randn(24, 5)
@@ -170,8 +170,8 @@ def test_every_shipped_config_block_builds_the_method(method):
     (the paper-scale blocks shrunk to a 5-d identity backbone)."""
     import yaml
 
-    import methods
-    from benchmark.config import CONFIG_DIR, resolve_config, split_config
+    from hashbench import methods
+    from hashbench.benchmark.config import CONFIG_DIR, resolve_config, split_config
 
     cls = methods.get_method(method)
     raw = yaml.safe_load((CONFIG_DIR / f"{method}.yaml").read_text())

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import methods
-from methods import drq_losses as L
-from methods.base import UnsupportedBitsError
-from benchmark.search.additive import lut_scores, reconstruct
-from methods.drq import DRQ, recurrent_quantize, stage_of_epoch, steps_and_bits
+from hashbench import methods
+from hashbench.methods import drq_losses as L
+from hashbench.methods.base import UnsupportedBitsError
+from hashbench.benchmark.search.additive import lut_scores, reconstruct
+from hashbench.methods.drq import DRQ, recurrent_quantize, stage_of_epoch, steps_and_bits
 
 
 
@@ -318,7 +318,7 @@ def test_stages_switch_at_the_right_epochs():
 
 
 def test_fit_times_every_epoch_by_stage(tmp_path):
-    from benchmark.train import fit
+    from hashbench.benchmark.train import fit
 
     torch.manual_seed(0)
     info = fit(make(codebook_lr=1e-2), _loader(), tmp_path, epochs=4, device="cpu", devices=1,
@@ -368,8 +368,8 @@ def test_training_steps_run_without_nan_and_change_parameters():
 def test_cifar10_config_uses_the_cached_reference_features():
     """The cifar10 block names EfficientNet-Lite0; with no image size the runner would extract a
     second 60k-image feature set at 224 px instead of reusing the 160-px reference features."""
-    from benchmark.config import resolve_config, split_config
-    from benchmark.data import DEFAULT_FEATURE_SIZE
+    from hashbench.benchmark.config import resolve_config, split_config
+    from hashbench.benchmark.data import DEFAULT_FEATURE_SIZE
 
     for variant in (None, "end_to_end", "setting1_cifar10"):
         harness, _ = split_config(resolve_config("drq", "cifar10", variant))

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-import methods
-from benchmark.cli import main
-from benchmark.runner import RunRequest, load_data, run_one
-from benchmark.store import METRIC_COLUMNS
+from hashbench import methods
+from hashbench.benchmark.cli import main
+from hashbench.benchmark.runner import RunRequest, load_data, run_one
+from hashbench.benchmark.store import METRIC_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +130,8 @@ def test_report_writes_tables_and_figures(digits, runs_dir, tmp_path):
 def test_nan_loss_stops_the_run_and_keeps_nothing(digits, runs_dir, monkeypatch, capsys):
     import torch
 
-    from methods import registry
-    from methods.base import BINARY, HashingMethod
+    from hashbench.methods import registry
+    from hashbench.methods.base import BINARY, HashingMethod
 
     class Exploding(HashingMethod):
         name, code_type = "exploding", BINARY
@@ -160,7 +160,7 @@ def test_nan_loss_stops_the_run_and_keeps_nothing(digits, runs_dir, monkeypatch,
 
 
 def test_run_names_are_safe_for_folder_datasets():
-    from benchmark.store import name_part
+    from hashbench.benchmark.store import name_part
 
     assert name_part("imagefolder:/data/my photos/") == "imagefolder-my-photos"
     assert name_part("cifar10") == "cifar10"

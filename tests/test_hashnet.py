@@ -11,7 +11,7 @@ import torch
 import yaml
 from torch import nn
 
-from methods.hashnet import (
+from hashbench.methods.hashnet import (
     HashNet,
     continuation_beta,
     continuous_similarity_factor,
@@ -22,7 +22,7 @@ from methods.hashnet import (
     step_lr_factor,
     two_stream_split,
 )
-from methods.registry import get_method
+from hashbench.methods.registry import get_method
 
 LOG2 = math.log(2.0)
 HARNESS_KEYS = {"epochs", "batch_size", "backbone", "frozen", "pretrained", "image_size", "augment",
@@ -315,7 +315,7 @@ def test_yaml_config_keys_are_constructor_arguments():
 def test_cifar10_config_uses_the_reference_features():
     """The CPU CIFAR-10 block must train on the harness's cached reference features (the ones
     LSH/ITQ use), not trigger a second extraction at another image size."""
-    from benchmark.data import DEFAULT_FEATURE_SIZE
+    from hashbench.benchmark.data import DEFAULT_FEATURE_SIZE
 
     cfg = yaml.safe_load((Path(__file__).parents[1] / "methods" / "configs" / "hashnet.yaml").read_text())
     block = {**cfg["default"], **cfg["datasets"]["cifar10"]}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.metrics.ranking import (
+from hashbench.benchmark.metrics.ranking import (
     DENOMINATORS,
     average_precision,
     hamming_tie_groups,

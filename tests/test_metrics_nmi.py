@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
-from benchmark.metrics.nmi import nmi_buckets, nmi_kmeans
+from hashbench.benchmark.metrics.nmi import nmi_buckets, nmi_kmeans
 
 
 def test_nmi_buckets_golden_two_buckets_per_item():

@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from benchmark.metrics import ranking
-from benchmark.metrics.ranking import (
+from hashbench.benchmark.metrics import ranking
+from hashbench.benchmark.metrics.ranking import (
     DENOMINATORS,
     EMPTY_POLICIES,
     average_precision,

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from benchmark.metrics.speed import recall_of_exact_topk, search_speedup_factor
+from hashbench.benchmark.metrics.speed import recall_of_exact_topk, search_speedup_factor
 
 
 def test_search_speedup_factor_golden():

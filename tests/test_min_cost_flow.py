@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from methods.min_cost_flow import max_bucket_load, objective, scaled_penalty, scaled_unary_costs, solve_class_codes
+from hashbench.methods.min_cost_flow import max_bucket_load, objective, scaled_penalty, scaled_unary_costs, solve_class_codes
 
 
 def test_worked_micro_example():

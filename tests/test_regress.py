@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import datasets as D
-from benchmark import regress
-from benchmark.cli import main
-from datasets.base import ArrayData
+from hashbench import datasets as D
+from hashbench.benchmark import regress
+from hashbench.benchmark.cli import main
+from hashbench.datasets.base import ArrayData
 
 MAP_DEFAULT = "denominator=relevant_retrieved,empty=zero,ties=expected"
 SPEED = "backend=faiss_binary_flat,reference=faiss_flat_l2_features,threads=1"
@@ -218,8 +218,7 @@ def test_overrides_scope_to_a_method():
 
 
 def test_committed_baseline_and_tolerances_cover_every_method():
-    import methods
-
+    from hashbench import methods
     if not (regress.BASELINE.exists() and regress.TOLERANCES.exists()):
         pytest.skip("no regression baseline committed yet (make regress-calibrate, then make regress-accept)")
 

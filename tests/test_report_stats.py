@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmark import figures, reference, report, stats
-from benchmark.cli import main
-from benchmark.store import METRIC_COLUMNS
+from hashbench.benchmark import figures, reference, report, stats
+from hashbench.benchmark.cli import main
+from hashbench.benchmark.store import METRIC_COLUMNS
 
 DEFAULT = report.DEFAULT_MAP_VARIANT
 
@@ -302,7 +302,7 @@ def test_markdown_caption_names_the_hardware(runs, tmp_path):
 
 
 def test_suf_figure_has_one_point_per_run_and_a_line_over_s(tmp_path):
-    from benchmark import figures
+    from hashbench.benchmark import figures
 
     rows = []
     for method in ("dht", "dht-vq"):
@@ -319,7 +319,7 @@ def test_suf_figure_has_one_point_per_run_and_a_line_over_s(tmp_path):
 
 
 def test_runs_with_other_settings_are_other_rows(tmp_path):
-    from benchmark.report import load_runs
+    from hashbench.benchmark.report import load_runs
 
     root = tmp_path / "runs"
     ap = np.linspace(0.2, 0.8, 50)
@@ -334,7 +334,7 @@ def test_runs_with_other_settings_are_other_rows(tmp_path):
 
 
 def test_bench_table_shows_sparse_metrics_and_one_speed_reference():
-    from benchmark.report import comparison_table
+    from hashbench.benchmark.report import comparison_table
 
     base = dict(dataset="digits", protocol="p", method="dht", bits=16, seed=0)
     rows = [{**base, "metric": "suf@16", "variant": "rerank=embedding,s=1", "value": 10.0},

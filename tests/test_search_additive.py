@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from faiss.contrib.inspect_tools import get_pq_centroids
 
-import benchmark.search.additive as additive
-from benchmark.search.additive import (
+import hashbench.benchmark.search.additive as additive
+from hashbench.benchmark.search.additive import (
     FaissAdditiveIndex,
     lookup_tables,
     lut_scores,

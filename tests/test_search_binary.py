@@ -4,7 +4,7 @@ test_binary_hashindex.py pattern: hash results ⊆ exact results, monotone in nf
 import numpy as np
 import pytest
 
-from benchmark.search.binary import MISSING_DIST, BinaryFlatIndex, BinaryHashIndex, pack_bits
+from hashbench.benchmark.search.binary import MISSING_DIST, BinaryFlatIndex, BinaryHashIndex, pack_bits
 
 
 def random_pm1(rng, n, k):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.search.flat import exact_knn
-from benchmark.search.timing import time_call
+from hashbench.benchmark.search.flat import exact_knn
+from hashbench.benchmark.search.timing import time_call
 
 
 def test_exact_knn_hand_values():

@@ -4,8 +4,8 @@ self-exclusion and re-ranking, against hand-built cases and brute force."""
 import numpy as np
 import pytest
 
-from benchmark.search.flat import exact_knn
-from benchmark.search.sparse import InvertedHashTable, candidates, search
+from hashbench.benchmark.search.flat import exact_knn
+from hashbench.benchmark.search.sparse import InvertedHashTable, candidates, search
 
 # Hand-built table, d = 4 buckets, s = 2 (item 4 lists bucket 3 twice, item 5 has one bucket):
 #   bucket 0: items 0, 3      bucket 1: items 0, 1, 5

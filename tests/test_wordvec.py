@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets.wordvec import class_word_vectors
+from hashbench.datasets.wordvec import class_word_vectors
 
 SHARED = os.environ.get("HASHBENCH_SHARED_DATA")
 

@@ -1,7 +1,7 @@
 """Metric engine: ranking metrics from tie groups (``ranking``), NMI (``nmi``) and hardware-free
 speed metrics (``speed``). Pure functions of numpy arrays; imports neither methods nor datasets."""
-from benchmark.metrics.nmi import nmi_buckets, nmi_kmeans
-from benchmark.metrics.ranking import (
+from hashbench.benchmark.metrics.nmi import nmi_buckets, nmi_kmeans
+from hashbench.benchmark.metrics.ranking import (
     DENOMINATORS,
     EMPTY_POLICIES,
     TIE_POLICIES,
@@ -17,7 +17,7 @@ from benchmark.metrics.ranking import (
     recall_at_k,
     score_tie_groups,
 )
-from benchmark.metrics.speed import recall_of_exact_topk, search_speedup_factor
+from hashbench.benchmark.metrics.speed import recall_of_exact_topk, search_speedup_factor
 
 __all__ = [
     "DENOMINATORS", "EMPTY_POLICIES", "TIE_POLICIES",

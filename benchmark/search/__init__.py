@@ -7,7 +7,7 @@
 - timing:   best-of-N wall-clock with fixed thread counts
 """
 
-from benchmark.search.additive import (
+from hashbench.benchmark.search.additive import (
     FaissAdditiveIndex,
     lookup_tables,
     lut_scores,
@@ -16,10 +16,10 @@ from benchmark.search.additive import (
     reconstruct,
     reconstruction_sq_norms,
 )
-from benchmark.search.binary import MISSING_DIST, BinaryFlatIndex, BinaryHashIndex, pack_bits
-from benchmark.search.flat import exact_knn
-from benchmark.search.sparse import Candidates, InvertedHashTable, SparseSearchResult, candidates, search
-from benchmark.search.timing import time_call
+from hashbench.benchmark.search.binary import MISSING_DIST, BinaryFlatIndex, BinaryHashIndex, pack_bits
+from hashbench.benchmark.search.flat import exact_knn
+from hashbench.benchmark.search.sparse import Candidates, InvertedHashTable, SparseSearchResult, candidates, search
+from hashbench.benchmark.search.timing import time_call
 
 __all__ = [
     "BinaryFlatIndex",
