@@ -149,7 +149,10 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
         method.load_state_dict(state["state_dict"])
         best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
     # relative to the run directory: the directory is renamed into place after training
-    best_path = str(Path(ckpt.best_model_path).relative_to(run_path)) if ckpt and ckpt.best_model_path else None
+    # (Lightning resolves its dirpath to an absolute path; a relative, '~' or symlinked run path
+    # is resolved the same way before comparing)
+    best_path = (str(Path(ckpt.best_model_path).resolve().relative_to(Path(run_path).expanduser().resolve()))
+                 if ckpt and ckpt.best_model_path else None)
     return {"best_score": best, "best_checkpoint": best_path,
             "accelerator": accelerator, "global_step": int(trainer.global_step),
             "global_rank": int(trainer.global_rank), "epochs": timer.epochs,
