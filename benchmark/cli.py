@@ -9,38 +9,70 @@ import argparse
 import logging
 import os
 import sys
+import typing
 import warnings
 from pathlib import Path
 
 ERROR_EXIT = 2
 
 
-def _ints(text: str) -> list[int]:
+class _Parser(argparse.ArgumentParser):
+    """argparse with one ``error:`` line (exit 2) instead of the usage block and a prefixed message."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(ERROR_EXIT, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def _ints(text: str, minimum: int | None = None) -> list[int]:
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
+        values = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
+    if minimum is not None and min(values) < minimum:
+        raise argparse.ArgumentTypeError(f"every value must be >= {minimum}, got {text!r}")
+    return values
+
+
+def _at_least(minimum: int, many: bool = False):
+    """argparse type: an integer (or comma list of integers) ≥ ``minimum``."""
+    def parse(text: str):
+        values = _ints(text, minimum)
+        if many:
+            return values
+        if len(values) != 1:
+            raise argparse.ArgumentTypeError(f"expected one integer, got {text!r}")
+        return values[0]
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _path(text: str) -> Path:
+    """A path as typed, with ``~`` expanded (relative paths stay relative to the working directory)."""
+    return Path(text).expanduser()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hashbench", description="hashbench: deep hashing benchmark harness")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="hashbench", description="hashbench: deep hashing benchmark harness")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="train + evaluate methods on a dataset, write run directories")
     r.add_argument("--method", default="all", help="method name, comma list, or 'all' (default)")
     r.add_argument("--dataset", default="digits")
     r.add_argument("--protocol", default=None, help="named protocol (default: the dataset's default)")
-    r.add_argument("--bits", type=_ints, default=[16, 32, 48])
-    r.add_argument("--seeds", type=_ints, default=[0])
-    r.add_argument("--split-seed", type=int, default=0, help="seed of the protocol's split (fixed across methods)")
-    r.add_argument("--epochs", type=int, default=None)
+    r.add_argument("--bits", type=_at_least(1, many=True), default=[16, 32, 48])
+    r.add_argument("--seeds", type=_at_least(0, many=True), default=[0])
+    r.add_argument("--split-seed", type=_at_least(0), default=0, help="seed of the protocol's split (fixed across methods)")
+    r.add_argument("--epochs", type=_at_least(1), default=None)
     r.add_argument("--backbone", default=None)
     r.add_argument("--variant", default=None, help="named config variant of the method")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (repeatable)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="[METHOD.]KEY=VALUE",
+                   help="override a config key for every method, or for one with a METHOD. prefix (repeatable); "
+                        "checked before any work: unknown keys, wrong types and out-of-range values are errors")
     r.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
-    r.add_argument("--devices", type=int, default=1)
-    r.add_argument("--out", type=Path, default=Path("results/runs"))
+    r.add_argument("--devices", type=_at_least(1), default=1)
+    r.add_argument("--out", type=_path, default=Path("results/runs"))
     r.add_argument("--data-root", default=None, help="data root (default: $HASHBENCH_DATA)")
     r.add_argument("--download", action="store_true", help="let torchvision download a dataset that supports it")
     r.add_argument("--no-speed", action="store_true", help="skip wall-clock speed measurements")
@@ -48,13 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Lightning's progress bar (default: on when stderr is a terminal)")
 
     e = sub.add_parser("evaluate", help="recompute metrics of a run from its codes.npz (no retraining)")
-    e.add_argument("run_dirs", nargs="+", type=Path)
+    e.add_argument("run_dirs", nargs="+", type=_path)
 
     sub.add_parser("list", help="registered methods, datasets with protocols, backbones")
 
     rep = sub.add_parser("report", help="aggregate run directories into tables and figures")
-    rep.add_argument("run_dirs", nargs="+", type=Path)
-    rep.add_argument("--out", type=Path, default=Path("results/report"))
+    rep.add_argument("run_dirs", nargs="+", type=_path)
+    rep.add_argument("--out", type=_path, default=Path("results/report"))
     rep.add_argument("--metric", default=None, help="metric for the main table (default: each dataset's mAP)")
     rep.add_argument("--reference", nargs="?", const="all", default=None, metavar="METHODS",
                      help="add the papers' published numbers for the same protocol, marked 'reported by the paper' "
@@ -77,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--run", type=Path, default=None, help="suite run directory for compare/accept (default: the last)")
     g.add_argument("--baseline", type=Path, default=BASELINE)
     g.add_argument("--tolerances", type=Path, default=TOLERANCES)
-    g.add_argument("--seed", type=int, default=0, help="method seed of the suite (default 0)")
-    g.add_argument("--seeds", type=_ints, default=[0, 1, 2, 3, 4], help="calibration seeds (default 0,1,2,3,4)")
+    g.add_argument("--seed", type=_at_least(0), default=0, help="method seed of the suite (default 0)")
+    g.add_argument("--seeds", type=_at_least(0, many=True), default=[0, 1, 2, 3, 4], help="calibration seeds (default 0,1,2,3,4)")
     g.add_argument("--datasets", default=None, help="comma list restricting the suite's datasets")
     g.add_argument("--methods", default=None, help="comma list restricting the suite's methods")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="[METHOD.]KEY=VALUE",
@@ -104,16 +136,29 @@ def _quiet_libraries() -> None:
 def cmd_run(args) -> int:
     from hashbench import methods
     from hashbench.benchmark import report
-    from hashbench.benchmark.config import parse_overrides, resolve_config, split_config
+    from hashbench.benchmark.config import resolve_config, scoped_overrides, split_config
+    from hashbench.benchmark.config_check import check_method_config
     from hashbench.benchmark.runner import RunRequest, load_data, run_one
+    from hashbench.benchmark.train import accelerator_for
+    from hashbench.datasets import get_dataset
 
     names = methods.available() if args.method == "all" else [m.strip() for m in args.method.split(",") if m.strip()]
-    overrides = parse_overrides(args.overrides)
+    if not names:
+        raise ValueError(f"--method {args.method!r} names no method; valid: all, {', '.join(methods.available())}")
+    if args.device == "gpu":
+        accelerator_for("gpu")  # no CUDA: one error line now, not a traceback after data loading
+    scoped = scoped_overrides(args.overrides, methods.available())
+    get_dataset(args.dataset).protocol(args.protocol)  # unknown dataset or protocol: before any work
+    for n in names:
+        check_method_config(methods.get_method(n), n, args.dataset, args.variant, scoped.for_method(n), args.bits)
+    for scope in scoped.scopes():
+        if scope not in names:
+            raise ValueError(f"--set {scope}.… names method {scope!r}, which this run does not train ({', '.join(names)})")
     allowed: dict[str, list[int]] = {}
     skipped = []
     for n in names:
         cls = methods.get_method(n)
-        _, kwargs = split_config(resolve_config(n, args.dataset, args.variant, overrides))
+        _, kwargs = split_config(resolve_config(n, args.dataset, args.variant, scoped.for_method(n)))
         allowed[n] = []
         for b in args.bits:
             try:
@@ -135,7 +180,7 @@ def cmd_run(args) -> int:
             for seed in args.seeds:
                 req = RunRequest(method=name, dataset=args.dataset, protocol=loaded.protocol.name, bits=bits, seed=seed,
                                  split_seed=args.split_seed, epochs=args.epochs, backbone=args.backbone,
-                                 variant=args.variant, overrides=overrides, device=args.device, devices=args.devices,
+                                 variant=args.variant, overrides=scoped.for_method(name), device=args.device, devices=args.devices,
                                  out_dir=args.out, data_root=args.data_root, speed=not args.no_speed,
                                  progress=sys.stderr.isatty() if args.progress is None else args.progress)
                 path, frame = run_one(req, loaded)

@@ -8,6 +8,7 @@ data pipeline); every other key is passed to the method's constructor.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,37 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             raise ValueError(f"--set expects key=value, got {item!r}")
         key, value = item.split("=", 1)
         out[key.strip()] = parse_value(value)
+    return out
+
+
+@dataclass(frozen=True)
+class ScopedOverrides:
+    """``--set`` pairs split by scope: ``common`` apply to every method, ``per_method[m]`` to
+    method ``m`` only (written ``m.key=value``) and win over common ones."""
+
+    common: dict[str, Any] = field(default_factory=dict)
+    per_method: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def for_method(self, method: str) -> dict[str, Any]:
+        """The overrides that apply to ``method``."""
+        return {**self.common, **self.per_method.get(method, {})}
+
+    def scopes(self) -> list[str]:
+        """Methods named by a ``method.key`` prefix."""
+        return sorted(self.per_method)
+
+
+def scoped_overrides(pairs: list[str], method_names: list[str]) -> ScopedOverrides:
+    """``["epochs=1", "hashnet.lr=0.01"]`` → common ``{"epochs": 1}``, hashnet ``{"lr": 0.01}``:
+    a prefix before the first dot that names a method in ``method_names`` scopes the pair to it."""
+    known = set(method_names)
+    out = ScopedOverrides()
+    for key, value in parse_overrides(pairs).items():
+        head, _, rest = key.partition(".")
+        if rest and head in known:
+            out.per_method.setdefault(head, {})[rest] = value
+        else:
+            out.common[key] = value
     return out
 
 

@@ -167,14 +167,11 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str | None, dict[str, Any]]:
     """``["epochs=1", "hashnet.lr=0.01"]`` → ``{None: {"epochs": 1}, "hashnet": {"lr": 0.01}}``
     (a prefix before the first dot that names a registered method scopes the override to it)."""
     from hashbench import methods
-    from hashbench.benchmark.config import parse_overrides as parse
+    from hashbench.benchmark.config import scoped_overrides
 
-    known = set(methods.available())
-    out: dict[str | None, dict[str, Any]] = {}
-    for key, value in parse(list(pairs)).items():
-        head, _, rest = key.partition(".")
-        scope, name = (head, rest) if rest and head in known else (None, key)
-        out.setdefault(scope, {})[name] = value
+    scoped = scoped_overrides(list(pairs), methods.available())
+    out: dict[str | None, dict[str, Any]] = {None: scoped.common} if scoped.common else {}
+    out.update(scoped.per_method)
     return out
 
 

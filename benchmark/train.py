@@ -17,6 +17,10 @@ VAL_METRIC = "val/map"
 NOT_SELECTABLE = -1.0
 
 
+class DeviceUnavailableError(ValueError):
+    """The requested accelerator is not available on this machine."""
+
+
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss; the run is stopped and nothing is kept."""
 
@@ -115,7 +119,8 @@ def accelerator_for(device: str) -> str:
     if device == "auto":
         return "gpu" if torch.cuda.is_available() else "cpu"
     if device == "gpu" and not torch.cuda.is_available():
-        raise RuntimeError("--device gpu was requested but no CUDA device is available")
+        raise DeviceUnavailableError("--device gpu was requested but no CUDA device is available "
+                                     "(torch.cuda.is_available() is False); use --device cpu or auto")
     return device
 
 

@@ -97,6 +97,7 @@ def recurrent_quantize(x: torch.Tensor, codebook: torch.Tensor, scales: torch.Te
 
 #: checkpoint-selection rules (``selection``): see :meth:`DRQ.selectable_epoch`
 SELECTION = ("final_stage", "any_epoch")
+ENCODER_OPTIMIZERS = ("momentum", "adam")
 
 
 def stage_of_epoch(epoch: int, total_epochs: int, fractions: Sequence[float] = (0.5, 0.75),
@@ -147,6 +148,8 @@ class DRQ(HashingMethod):
                  end_to_end: bool = False, selection: str = "final_stage") -> None:
         if selection not in SELECTION:
             raise ValueError(f"drq: selection must be one of {SELECTION}, got {selection!r}")
+        if encoder_optimizer not in ENCODER_OPTIMIZERS:
+            raise ValueError(f"drq: encoder_optimizer must be one of {ENCODER_OPTIMIZERS}, got {encoder_optimizer!r}")
         m, step_bits = steps_and_bits(bits, codebook_size, n_steps)
         super().__init__(bits, n_classes, backbone, codebook_size=codebook_size, n_steps=n_steps)
         self.n_steps, self.step_bits, self.codebook_size = m, step_bits, int(codebook_size)
