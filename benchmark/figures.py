@@ -132,15 +132,20 @@ def map_vs_bits_data(runs, variant: str | None = None) -> pd.DataFrame:
 
 
 def _pick_bits(rows: pd.DataFrame, bits: int | None) -> int | None:
+    """``bits`` when given, else the code length the most methods have rows at (the longest
+    among equals), so one figure compares as many methods as the runs allow."""
     if rows.empty:
         return None
-    return int(bits) if bits is not None else int(rows["bits"].max())
+    if bits is not None:
+        return int(bits)
+    counts = rows.groupby("bits")["method"].nunique().reset_index()
+    return int(counts.sort_values(["method", "bits"]).iloc[-1]["bits"])
 
 
 def precision_at_k_data(runs, bits: int | None = None) -> pd.DataFrame:
     """Points of :func:`precision_at_k`: P@k of the exact ranking of the codes (``ties=expected``)
-    at code length ``bits`` (default: the longest present), mean over runs, per dataset,
-    protocol, method and k."""
+    at code length ``bits`` (default: the one most methods have, :func:`_pick_bits`), mean over
+    runs, per dataset, protocol, method and k."""
     frame = _frame(runs)
     rows = frame[frame["metric"].str.match(r"precision@\d+$") & (frame["variant"] == "ties=expected")]
     b = _pick_bits(rows, bits)
@@ -151,10 +156,10 @@ def precision_at_k_data(runs, bits: int | None = None) -> pd.DataFrame:
 
 def precision_recall_data(runs, bits: int | None = None) -> pd.DataFrame:
     """Points of :func:`precision_recall`: each run's precision–recall over rank cut-offs
-    (``curves.json``, ``pr_rank``) at ``bits`` (default: the longest present), averaged point by
-    point over the runs of a method: one row per (dataset, protocol, method, cut-off)."""
+    (``curves.json``, ``pr_rank``) at ``bits`` (default: the one most methods have), averaged
+    point by point over the runs of a method: one row per (dataset, protocol, method, cut-off)."""
     frame = _frame(runs)
-    b = _pick_bits(frame, bits)
+    b = _pick_bits(frame[frame["metric"].str.startswith("map@")], bits)
     runs_ = frame[frame["bits"] == b].drop_duplicates("run_dir") if b is not None else frame.iloc[:0]
     points = []
     for _, row in runs_.iterrows():
@@ -321,7 +326,7 @@ def map_vs_bits(runs, out: Path, variant: str | None = None) -> list[Path]:
 
 def precision_at_k(runs, out: Path, bits: int | None = None) -> list[Path]:
     """P@k of the exact code ranking against k, one line per method at ``bits`` (default: the
-    longest code length present), mean over runs (:func:`precision_at_k_data`)."""
+    code length most methods have), mean over runs (:func:`precision_at_k_data`)."""
     data = precision_at_k_data(runs, bits)
     if data.empty:
         return []
@@ -339,7 +344,7 @@ def precision_at_k(runs, out: Path, bits: int | None = None) -> list[Path]:
 
 
 def precision_recall(runs, out: Path, bits: int | None = None) -> list[Path]:
-    """Precision–recall over rank cut-offs at ``bits`` (default: the longest present), averaged
+    """Precision–recall over rank cut-offs at ``bits`` (default: the one most methods have), averaged
     point-wise over runs (:func:`precision_recall_data`); one panel per dataset."""
     data = precision_recall_data(runs, bits)
     if data.empty:
@@ -376,7 +381,9 @@ def speedup_vs_precision(runs, out: Path, reference: str = SPEED_REFERENCE) -> l
             ax.set_yscale("log")
             _log_times_axis(ax.yaxis)
             ax.set_xlabel(f"P@{k_text} of the method's own search (top {', '.join(map(str, ks))})")
-            ax.set_ylabel(f"wall-clock speed-up, top {', '.join(map(str, ks))}\nvs exhaustive float search on features")
+            if ax is panels[0][2]:
+                ax.set_ylabel(f"wall-clock speed-up, top {', '.join(map(str, ks))}\n"
+                              "vs exhaustive float search on features")
             ax.set_title(title)
             ax.grid(True, which="both", alpha=0.3)
         _legend([p[2] for p in panels])
@@ -413,7 +420,8 @@ def suf_vs_precision(runs, out: Path, k: int = 16) -> list[Path]:
             _log_times_axis(ax.yaxis)
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
             ax.set_xlabel(f"P@{k} of the hash-table search")
-            ax.set_ylabel(f"SUF@{k} (database / candidates)")
+            if ax is panels[0][2]:
+                ax.set_ylabel(f"SUF@{k} (database / candidates)")
             ax.set_title(title)
             ax.grid(True, which="both", alpha=0.3)
         _legend([p[2] for p in panels])

@@ -345,14 +345,27 @@ def comparison_table(frame: pd.DataFrame) -> str:
     return "\n\n".join(parts)
 
 
+def _describe_roots(roots: Iterable[Path]) -> str:
+    """The folders a report was given, in words: folders by name, run directories named one by
+    one counted per parent folder."""
+    folders, named = [], {}
+    for r in map(Path, roots):
+        if (r / "metrics.csv").exists():
+            named[str(r.parent)] = named.get(str(r.parent), 0) + 1
+        else:
+            folders.append(str(r))
+    parts = folders + [f"{n} run{'s' if n > 1 else ''} of {parent} named one by one" for parent, n in named.items()]
+    return ", ".join(parts)
+
+
 def selection_notes(col: Collection, roots: Iterable[Path]) -> str:
     """The report's account of its runs, as Markdown: how many runs it holds from where, the
     duplicates policy, every dropped (run, bits) with the reason and every folder passed over."""
     sel = col.selection
     held = sel.loc[sel["kept"], "run_dir"].nunique()
     dropped = sel[~sel["kept"]]
-    lines = [f"_Runs: {held} run directories held (listed in runs.csv) of {sel['run_dir'].nunique()} read under "
-             f"{', '.join(str(r) for r in roots)}; runs of one cell (method, dataset, protocol, bits, seed, settings) "
+    lines = [f"_Runs: {held} run directories held (listed in runs.csv) of {sel['run_dir'].nunique()} read from "
+             f"{_describe_roots(roots)}; runs of one cell (method, dataset, protocol, bits, seed, settings) "
              f"resolved by `--duplicates {col.duplicates}`; seeds pooled only across runs with the same settings._"]
     if len(dropped):
         lines.append(f"\nDropped ({len(dropped)}):\n")

@@ -181,3 +181,11 @@ def test_written_files_follow_the_umask(tmp_path, umask, dir_mode, file_mode):
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
     assert mode(run) == dir_mode
     assert mode(run / "metrics.csv") == mode(tmp_path / "t.csv") == mode(tmp_path / "t.md") == file_mode
+
+
+def test_notes_name_the_folders_and_count_runs_named_one_by_one(tmp_path):
+    a = write_run(tmp_path / "sparse", "dht", 16, 0, AP_NEW, name="a")
+    b = write_run(tmp_path / "sparse", "dht", 16, 1, AP_NEW, name="b")
+    write_run(tmp_path / "runs", "itq", 16, 0, AP_NEW, name="c")
+    text = report._describe_roots([tmp_path / "runs", a, b])
+    assert text == f"{tmp_path / 'runs'}, 2 runs of {tmp_path / 'sparse'} named one by one"
