@@ -55,6 +55,9 @@ def _path(text: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hashbench", description="hashbench: deep hashing benchmark harness")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show third-party warnings and chatter (faiss clustering sizes, Lightning) that are "
+                        "silenced or summarised once by default")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="train + evaluate methods on a dataset, write run directories")
@@ -95,17 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="paired test of methods A and B over the same queries (per-query AP)")
     rep.add_argument("--test", choices=["permutation", "wilcoxon"], default="permutation",
                      help="paired test for --compare (default: paired sign-flip permutation test)")
+    rep.add_argument("--duplicates", choices=["newest", "oldest", "error", "all"], default="newest",
+                     help="runs of one cell (method, dataset, protocol, bits, seed, settings): keep the newest "
+                          "(default) or oldest, stop with an error, or pool all; dropped runs are listed in table.md")
     rep.add_argument("--no-ci", dest="ci", action="store_false", help="skip the bootstrap intervals over queries")
     rep.add_argument("--no-figures", dest="figures", action="store_false")
 
     results = Path(__file__).resolve().parent.parent / "results"
     BASELINE, TOLERANCES, WORK_DIR = (results / "baselines" / "regress.csv", results / "baselines" / "tolerances.csv",
-                                      results / "runs" / "regress")
+                                      results / "regress-runs")
     g = sub.add_parser("regress", help="CI regression: run the fixed suite, compare with the committed baseline")
     g.add_argument("action", nargs="?", default="run", choices=["run", "compare", "accept", "calibrate"],
                    help="run (default: run the suite, then compare), compare (the last run again), accept (make the "
                         "last run the baseline), calibrate (run over --seeds, write tolerances)")
-    g.add_argument("--work", type=Path, default=WORK_DIR, help="where suite runs go (default: results/runs/regress)")
+    g.add_argument("--work", type=Path, default=WORK_DIR,
+                   help="where suite runs go (default: results/regress-runs, which reports pass over)")
     g.add_argument("--run", type=Path, default=None, help="suite run directory for compare/accept (default: the last)")
     g.add_argument("--baseline", type=Path, default=BASELINE)
     g.add_argument("--tolerances", type=Path, default=TOLERANCES)
@@ -123,14 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _quiet_libraries() -> None:
+def _quiet_libraries(verbose: bool = False) -> None:
+    """Third-party warnings and chatter off (``verbose``: left on, and hashbench's own logger at
+    DEBUG, which also lets faiss print its clustering-size warnings instead of one summary)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if verbose:
+        logging.getLogger("hashbench").setLevel(logging.DEBUG)
+        return
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     warnings.filterwarnings("ignore")
     import pytorch_lightning  # noqa: F401  (sets its own logger levels on import: override after)
 
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric", "faiss", "faiss.loader"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
 def cmd_run(args) -> int:
@@ -212,7 +224,7 @@ def cmd_evaluate(args) -> int:
         if not (run / "codes.npz").exists():
             raise FileNotFoundError(f"{run} has no codes.npz (not a run directory)")
         cfg = yaml.safe_load((run / "config.yaml").read_text())
-        old = pd.read_csv(run / "metrics.csv")
+        old = store.read_run_metrics(run)
         with np.load(run / "codes.npz") as z:
             inp = inputs_from_npz(z)
         n_classes = inp.query_labels.shape[1]
@@ -220,7 +232,8 @@ def cmd_evaluate(args) -> int:
         for bits, opts in cfg["evaluation_lengths"].items():
             prefix = opts.get("prefix")
             rows += evaluate(inp, int(bits), cfg["map_at"], n_classes, int(old["seed"].iloc[0]), prefix=prefix, speed=False).rows
-        ctx = old.iloc[0][["method", "dataset", "protocol", "backbone", "seed", "config_hash", "hardware"]].to_dict()
+        ctx = old.iloc[0][["method", "dataset", "protocol", "backbone", "seed", "config_hash", "settings",
+                           "hardware"]].to_dict()
         ctx.update(git_revision=store.git_revision(), timestamp=store.now_stamp())
         frame = store.metric_rows(ctx, rows)
         out = run / f"metrics.recomputed-{store.now_stamp().replace(':', '')}.csv"
@@ -254,11 +267,12 @@ def cmd_report(args) -> int:
     ref = None if args.reference is None else (True if args.reference == "all" else
                                                  [m.strip() for m in args.reference.split(",") if m.strip()])
     written = report.write_report(args.run_dirs, args.out, metric=args.metric, reference=ref,
-                                  ci=args.ci, figures=args.figures)
+                                  ci=args.ci, figures=args.figures, duplicates=args.duplicates)
     for path in written:
         print(path)
     if args.compare:
-        table, paths = report.write_comparison(args.run_dirs, args.out, args.compare[0], args.compare[1], test=args.test)
+        table, paths = report.write_comparison(args.run_dirs, args.out, args.compare[0], args.compare[1],
+                                               test=args.test, duplicates=args.duplicates)
         print(table)
         for path in paths:
             print(path)
@@ -352,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     from hashbench.benchmark.store import git_revision
 
     git_revision()  # pin the revision of the code this process loaded
-    _quiet_libraries()
+    _quiet_libraries(args.verbose)
     from hashbench.datasets import MissingDataError
     from hashbench.methods.backbones import MissingWeightsError
 

@@ -13,8 +13,14 @@ evaluates 8/16/24/32) is not trained again, and ``float`` methods (exhaustive se
 at the longest length; rows at bit lengths outside the suite's are dropped. The CIFAR-10 entry
 shortens HashNet's and DRQ's schedules (20 and 8 epochs, :data:`SUITE`).
 
+**Where runs go**: outside the result stores, under ``results/regress-runs/`` (:data:`WORK_DIR`,
+git-ignored), one folder per suite run holding ``suite.json``; ``hashbench report`` passes over
+such folders (and anything named ``regress-runs``) unless it is pointed at one, so a
+regression run never changes a report.
+
 **The regression table** (:data:`TABLE_COLUMNS`, one row per dataset × protocol × method ×
-run_bits × bits × metric × variant) keeps every metric row of the runs except times in seconds
+settings × run_bits × bits × metric × variant; ``settings`` is the runs' recorded departures
+from the shipped config, e.g. the CIFAR-10 entry's ``epochs=20``) keeps every metric row of the runs except times in seconds
 (training, feature extraction, search). ``kind`` is ``quality`` (compared as values) or
 ``speed_ratio`` (``speedup_wallclock@k``: exhaustive float search time / the method's search
 time, both measured in the same process, so a uniformly slower or busier machine cancels out;
@@ -56,9 +62,9 @@ QUALITY_FLOOR = 0.005
 SPEED_FLOOR = math.log(3.0)
 SIGMAS = 3.0
 
-TABLE_COLUMNS = ["dataset", "protocol", "method", "run_bits", "bits", "metric", "variant", "value", "kind",
+TABLE_COLUMNS = ["dataset", "protocol", "method", "settings", "run_bits", "bits", "metric", "variant", "value", "kind",
                  "git_revision", "hardware"]
-KEY = ["dataset", "protocol", "method", "run_bits", "bits", "metric", "variant"]
+KEY = ["dataset", "protocol", "method", "settings", "run_bits", "bits", "metric", "variant"]
 
 #: Registered methods not yet in the committed baseline (added after the last calibration):
 #: their rows compare as "new". Empty this set when make regress-calibrate has covered them.
@@ -67,7 +73,7 @@ UNCALIBRATED: frozenset[str] = frozenset()
 BASELINE_DIR = store.REPO_ROOT / "results" / "baselines"
 BASELINE = BASELINE_DIR / "regress.csv"
 TOLERANCES = BASELINE_DIR / "tolerances.csv"
-WORK_DIR = store.REPO_ROOT / "results" / "runs" / "regress"
+WORK_DIR = store.REPO_ROOT / "results" / "regress-runs"
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,7 @@ def regression_table(metrics: pd.DataFrame, run_bits: int, keep_bits: Iterable[i
     dropped when ``speed`` is false."""
     m = metrics.copy()
     m["variant"] = m["variant"].fillna("").astype(str)
+    m["settings"] = m["settings"].fillna("").astype(str)
     m["kind"] = m["metric"].map(kind_of)
     m = m[m["kind"].notna() & (speed | (m["kind"] != "speed_ratio"))]
     if keep_bits is not None:
@@ -137,11 +144,26 @@ def regression_table(metrics: pd.DataFrame, run_bits: int, keep_bits: Iterable[i
     return m[TABLE_COLUMNS].reset_index(drop=True)
 
 
+def suite_settings(dataset: str, method: str) -> str:
+    """The ``settings`` a default suite run of ``method`` on ``dataset`` records (the entry's
+    own overrides): how tables written before the column existed are read."""
+    entry = next((e for e in SUITE if e.dataset == dataset), None)
+    return store.request_settings({"method": method, "dataset": dataset,
+                                   "overrides": entry.overrides_for(method) if entry else {}})
+
+
 def read_table(path: Path) -> pd.DataFrame:
-    """A regression/tolerance CSV (``#`` lines are the header comment), variants as strings."""
+    """A regression/tolerance CSV (``#`` lines are the header comment), variants and settings as
+    strings; a table written before the ``settings`` column gets the suite's own
+    (:func:`suite_settings`)."""
     frame = pd.read_csv(path, comment="#", keep_default_na=False, na_values=["nan", "NaN"])
-    if "variant" in frame:
-        frame["variant"] = frame["variant"].astype(str)
+    if "settings" not in frame and {"dataset", "method"} <= set(frame.columns):
+        pairs = {(d, m): suite_settings(d, m) for d, m in set(zip(frame["dataset"], frame["method"]))}
+        frame.insert(int(frame.columns.get_loc("method")) + 1, "settings",
+                     [pairs[(d, m)] for d, m in zip(frame["dataset"], frame["method"])])
+    for col in ("variant", "settings"):
+        if col in frame:
+            frame[col] = frame[col].astype(str)
     for col in ("value", "tolerance", "std", "mean"):
         if col in frame:
             frame[col] = pd.to_numeric(frame[col].replace("", np.nan), errors="raise").astype(float)
@@ -340,7 +362,8 @@ def calibrate(tables: list[pd.DataFrame]) -> pd.DataFrame:
     if len(tables) < 2:
         raise ValueError("calibration needs the suite run with at least 2 seeds")
     both = pd.concat(tables, ignore_index=True)
-    both["variant"] = both["variant"].fillna("").astype(str)
+    for c in ("variant", "settings"):
+        both[c] = both[c].fillna("").astype(str)
     speed = both["kind"] == "speed_ratio"
     with np.errstate(divide="ignore", invalid="ignore"):
         both["scaled"] = np.where(speed, np.log(both["value"].astype(float)), both["value"].astype(float))
@@ -383,7 +406,8 @@ def compare(baseline: pd.DataFrame, now: pd.DataFrame, tolerances: pd.DataFrame 
     baseline, now, delta, tolerance, tolerance_source, verdict, fails."""
     def norm(f: pd.DataFrame) -> pd.DataFrame:
         f = f.copy()
-        f["variant"] = f["variant"].fillna("").astype(str)
+        for c in ("variant", "settings"):
+            f[c] = f[c].fillna("").astype(str)
         for c in ("run_bits", "bits"):
             f[c] = f[c].astype(int)
         return f
@@ -460,7 +484,8 @@ def format_comparison(cmp: pd.DataFrame, show: int = 25) -> str:
     for _, r in part.iterrows():
         speed = r["kind"] == "speed_ratio"
         rows.append({
-            "dataset": r["dataset"], "method": r["method"], "bits": f"{r['bits']} (run {r['run_bits']})"
+            "dataset": r["dataset"], "method": r["method"] + (f" [{r['settings']}]" if r["settings"] else ""),
+            "bits": f"{r['bits']} (run {r['run_bits']})"
             if r["bits"] != r["run_bits"] else str(r["bits"]),
             "metric": r["metric"] + (f" [{r['variant']}]" if r["variant"] else ""),
             "baseline": _fmt(r["baseline"], speed), "now": _fmt(r["now"], speed),

@@ -12,6 +12,7 @@ two methods over the same queries (``compare_<A>_vs_<B>.*``), naming the test (`
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -19,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from hashbench.benchmark import reference as reference_mod
-from hashbench.benchmark import stats
-from hashbench.benchmark.store import load_metrics, variant_string, write_csv_atomic
+from hashbench.benchmark import stats, store
+from hashbench.benchmark.store import variant_string, write_csv_atomic, write_text_atomic
 
 DEFAULT_MAP_VARIANT = variant_string({"ties": "expected", "denominator": "relevant_retrieved", "empty": "zero"})
 
@@ -49,58 +50,106 @@ def _cell(mean: float, std: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def load_runs(run_dirs: Iterable[Path]) -> pd.DataFrame:
-    """The metric rows of the runs in (or below) ``run_dirs`` (run directories only, see
-    :func:`benchmark.store.load_metrics`), with integer bits and seed and string variants.
+#: How runs of the same cell are resolved (``--duplicates``): see :func:`select_runs`.
+DUPLICATE_POLICIES = ("newest", "oldest", "error", "all")
+#: A table cell's identity: runs that agree on all of it are duplicates of each other.
+CELL = ["method_base", "dataset", "protocol", "bits", "seed", "settings"]
 
-    Runs of one method with different settings (a config ``--variant`` or ``--set`` overrides,
-    read from each run's ``config.yaml``) are different rows of every table and figure: their
-    ``method`` becomes ``"<method> [<setting>]"``, the plain name stays in ``method_base`` and the
-    setting in ``setting`` (empty for the shipped config)."""
-    frame = load_metrics(list(run_dirs))
+
+@dataclass
+class Collection:
+    """What a report holds: the kept metric rows, the decision about every (run, code length)
+    read (``selection``: :data:`CELL`, ``run_dir``, ``run_bits``, ``timestamp``,
+    ``git_revision``, ``config_hash``, ``kept``, ``reason``), the folders passed over with the
+    reason, and the duplicates policy applied."""
+
+    frame: pd.DataFrame
+    selection: pd.DataFrame
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    duplicates: str = "newest"
+
+
+def method_label(method: str, settings: str) -> str:
+    """A table row's name: the method, with its settings in brackets when it departs from the
+    shipped config (``"dht [sparsity=2]"``)."""
+    return f"{method} [{settings}]" if settings else method
+
+
+def collect_runs(run_dirs: Iterable[Path], duplicates: str = "newest") -> Collection:
+    """Read the runs in or below ``run_dirs`` (:func:`benchmark.store.find_runs`: unfinished
+    ``.tmp-*`` runs and regression-suite work are passed over and listed) and keep one run per
+    cell (:func:`select_runs`).
+
+    Columns added to the metric rows: ``method_base`` (the registered name), ``settings`` (the
+    recorded departures from the shipped config), and ``method`` becomes :func:`method_label`,
+    so runs that differ in settings are different rows of every table and figure, and seeds are
+    pooled only across runs with identical settings."""
+    run_dirs = list(run_dirs)
+    found = store.find_runs(run_dirs)
+    if not found.runs:
+        raise FileNotFoundError("no run (metrics.csv beside config.yaml) under: " + ", ".join(map(str, run_dirs)))
+    frame = pd.concat([store.read_run_metrics(d) for d in found.runs], ignore_index=True)
     frame["variant"] = frame["variant"].fillna("").astype(str)
+    frame["settings"] = frame["settings"].fillna("").astype(str)
     frame["bits"] = frame["bits"].astype(int)
     frame["seed"] = frame["seed"].astype(int)
-    settings = {d: run_setting(Path(d)) for d in frame["run_dir"].unique()}
-    frame["setting"] = frame["run_dir"].map(settings)
     frame["method_base"] = frame["method"]
-    frame["method"] = [m if not st else f"{m} [{st}]" for m, st in zip(frame["method"], frame["setting"])]
-    return _one_run_per_cell(frame).reset_index(drop=True)
+    frame["method"] = [method_label(m, st) for m, st in zip(frame["method_base"], frame["settings"])]
+    kept, selection = select_runs(frame, duplicates)
+    return Collection(kept.reset_index(drop=True), selection, found.skipped, duplicates)
 
 
-def run_setting(run_dir: Path) -> str:
-    """How a run departs from its method's shipped config: ``variant=<name>`` and the ``--set``
-    overrides as ``key=value``, comma-separated in that order ("" for the shipped config). An
-    override equal to what the shipped config now holds for that method and dataset is not a
-    departure and is left out."""
-    import yaml
-
-    from hashbench.benchmark.config import resolve_config
-
-    path = Path(run_dir) / "config.yaml"
-    request = (yaml.safe_load(path.read_text()) or {}).get("request", {}) if path.exists() else {}
-    overrides = dict(request.get("overrides") or {})
-    try:
-        shipped = resolve_config(request["method"], request.get("dataset", ""), None, None)
-    except Exception:  # an unknown or since-removed method: keep every override
-        shipped = {}
-    parts = [f"variant={request['variant']}"] if request.get("variant") else []
-    parts += [f"{k}={v}" for k, v in sorted(overrides.items()) if k not in shipped or shipped[k] != v]
-    return ",".join(parts)
+def load_runs(run_dirs: Iterable[Path], duplicates: str = "newest") -> pd.DataFrame:
+    """The kept metric rows of the runs in or below ``run_dirs`` (:func:`collect_runs`)."""
+    return collect_runs(run_dirs, duplicates).frame
 
 
-def _one_run_per_cell(frame: pd.DataFrame) -> pd.DataFrame:
-    """Keep one run per (method, dataset, protocol, bits, seed): a method that evaluates several
-    code lengths from one training (DRQ's prefixes) may have run at several lengths; the run
-    trained at that length wins, else the one trained at the longest code. A run's own length
-    is the ``bits`` of its ``train_seconds`` row."""
+def select_runs(frame: pd.DataFrame, duplicates: str = "newest") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One run per cell (:data:`CELL`: method, dataset, protocol, bits, seed, settings), by a
+    fixed policy; returns (the kept rows, the decision about every (run, bits) read).
+
+    1. Prefixes: a method that evaluates shorter codes from one training (DRQ's prefixes) may
+       have runs trained at several lengths: the run trained at that length wins, else the one
+       trained at the longest code (a run's own length is the ``bits`` of its
+       ``train_seconds`` row).
+    2. Duplicates, among the runs left: ``newest`` (default) keeps the run with the latest
+       recorded ``timestamp``, ``oldest`` the earliest, ``all`` keeps every one (the cell then
+       averages over runs, not just seeds), ``error`` raises a ValueError listing them.
+
+    Every (run, bits) not kept has its ``reason`` in the returned selection."""
+    if duplicates not in DUPLICATE_POLICIES:
+        raise ValueError(f"unknown duplicates policy {duplicates!r}; valid: {', '.join(DUPLICATE_POLICIES)}")
     own = frame[frame["metric"] == "train_seconds"].groupby("run_dir")["bits"].max()
-    frame = frame.assign(run_bits=frame["run_dir"].map(own).fillna(frame["bits"]).astype(int))
-    keys = ["method", "dataset", "protocol", "bits", "seed"]
-    cand = frame.drop_duplicates(keys + ["run_dir"])[keys + ["run_dir", "run_bits"]]
-    cand = cand.assign(_exact=cand["run_bits"] == cand["bits"])
-    best = cand.sort_values(["_exact", "run_bits", "run_dir"], ascending=[False, False, True]).drop_duplicates(keys)
-    return frame.merge(best[keys + ["run_dir"]], on=keys + ["run_dir"], how="inner")
+    info = frame.groupby("run_dir").agg(timestamp=("timestamp", "max"), git_revision=("git_revision", "first"),
+                                        config_hash=("config_hash", "first"))
+    cand = frame.drop_duplicates(["run_dir", "bits"])[CELL + ["run_dir"]].copy()
+    cand["run_bits"] = cand["run_dir"].map(own).fillna(cand["bits"]).astype(int)
+    cand = cand.join(info, on="run_dir")
+    # exact length first, then the longest training
+    cand["_rank"] = (cand["run_bits"] == cand["bits"]).astype(int) * 1_000_000 + cand["run_bits"]
+    cand = cand.sort_values(CELL + ["timestamp", "run_dir"], kind="stable").reset_index(drop=True)
+    cand["kept"], cand["reason"] = True, "kept"
+    for _, g in cand.groupby(CELL, sort=False):
+        if len(g) == 1:
+            continue
+        best = g["_rank"].max()
+        for i in g.index[g["_rank"] != best]:
+            winner = g.loc[g["_rank"] == best, "run_dir"].iloc[-1]
+            cand.loc[i, ["kept", "reason"]] = False, f"prefix of a {cand.at[i, 'run_bits']}-bit training; " \
+                f"{Path(winner).name} trained at {'this' if best >= 1_000_000 else 'a longer'} length"
+        tied = g.index[g["_rank"] == best]
+        if len(tied) == 1 or duplicates == "all":
+            continue
+        if duplicates == "error":
+            raise ValueError(f"{len(tied)} runs of one cell ({', '.join(f'{k}={g.iloc[0][k]}' for k in CELL)}): "
+                             + ", ".join(cand.loc[tied, "run_dir"]) + "; choose --duplicates newest|oldest|all")
+        keep = tied[-1] if duplicates == "newest" else tied[0]
+        for i in tied.drop(keep):
+            cand.loc[i, ["kept", "reason"]] = False, f"{'older' if duplicates == 'newest' else 'newer'} duplicate " \
+                f"of {Path(cand.at[keep, 'run_dir']).name} (--duplicates {duplicates})"
+    selection = cand.drop(columns="_rank")
+    chosen = selection.loc[selection["kept"], ["run_dir", "bits"]]
+    return frame.merge(chosen, on=["run_dir", "bits"], how="inner"), selection.reset_index(drop=True)
 
 
 def reference_rows(frame: pd.DataFrame, summ: pd.DataFrame, methods: list[str] | None = None) -> pd.DataFrame:
@@ -253,12 +302,12 @@ def compare_methods(frame: pd.DataFrame, a: str, b: str, test: str = "permutatio
 
 def _caption(frame: pd.DataFrame, summ: pd.DataFrame) -> str:
     metrics = ", ".join(sorted(summ["metric"].unique()))
-    seeds = sorted(summ["n"].unique())
+    counts = sorted(summ["n"].unique())
     hw = "; ".join(sorted(frame["hardware"].dropna().astype(str).unique()))
     revs = ", ".join(sorted({r[:7] + ("+dirty" if r.endswith("+dirty") else "")
                              for r in frame["git_revision"].dropna().astype(str)}))
     return (f"{metrics} ({DEFAULT_MAP_VARIANT if metrics.startswith('map@') else 'first variant'}), mean ± std over "
-            f"seeds ({'/'.join(str(int(s)) for s in seeds)} per cell); best in bold, second underlined.\n"
+            f"runs ({'/'.join(str(int(n)) for n in counts)} per cell: one per seed unless --duplicates all); best in bold, second underlined.\n"
             f"Measured on: {hw}; git {revs}.")
 
 
@@ -296,24 +345,61 @@ def comparison_table(frame: pd.DataFrame) -> str:
     return "\n\n".join(parts)
 
 
+def _describe_roots(roots: Iterable[Path]) -> str:
+    """The folders a report was given, in words: folders by name, run directories named one by
+    one counted per parent folder."""
+    folders, named = [], {}
+    for r in map(Path, roots):
+        if (r / "metrics.csv").exists():
+            named[str(r.parent)] = named.get(str(r.parent), 0) + 1
+        else:
+            folders.append(str(r))
+    parts = folders + [f"{n} run{'s' if n > 1 else ''} of {parent} named one by one" for parent, n in named.items()]
+    return ", ".join(parts)
+
+
+def selection_notes(col: Collection, roots: Iterable[Path]) -> str:
+    """The report's account of its runs, as Markdown: how many runs it holds from where, the
+    duplicates policy, every dropped (run, bits) with the reason and every folder passed over."""
+    sel = col.selection
+    held = sel.loc[sel["kept"], "run_dir"].nunique()
+    dropped = sel[~sel["kept"]]
+    lines = [f"_Runs: {held} run directories held (listed in runs.csv) of {sel['run_dir'].nunique()} read from "
+             f"{_describe_roots(roots)}; runs of one cell (method, dataset, protocol, bits, seed, settings) "
+             f"resolved by `--duplicates {col.duplicates}`; seeds pooled only across runs with the same settings._"]
+    if len(dropped):
+        lines.append(f"\nDropped ({len(dropped)}):\n")
+        lines += [f"- `{r.run_dir}` at {r.bits} bits: {r.reason}" for r in dropped.itertuples()]
+    if col.skipped:
+        lines.append(f"\nPassed over ({len(col.skipped)}):\n")
+        lines += [f"- `{path}`: {why}" for path, why in col.skipped]
+    return "\n".join(lines)
+
+
 def write_report(run_dirs: Iterable[Path], out: Path, metric: str | None = None,
-                 reference: bool | list[str] = False, ci: bool = True, figures: bool = True) -> list[Path]:
-    """Write ``table.csv`` (tidy mean/std/n), ``table.md`` and ``table.tex`` (booktabs), with
+                 reference: bool | list[str] = False, ci: bool = True, figures: bool = True,
+                 duplicates: str = "newest") -> list[Path]:
+    """Write ``table.csv`` (tidy mean/std/n), ``table.md`` and ``table.tex`` (booktabs), and
+    ``runs.csv`` (every run and code length read: kept or dropped, and why); with
     ``reference`` (True, or a list of published method names): ``reference.csv`` and the
     published rows in the tables; with ``ci``:
     ``map_ci.csv``/``map_ci.md`` (bootstrap CI over queries of each run's mAP); with ``figures``:
-    the figures of :mod:`benchmark.figures`, all under ``out``; returns the paths written."""
+    the figures of :mod:`benchmark.figures`, all under ``out``; returns the paths written.
+    ``duplicates``: how runs of one cell are resolved (:func:`select_runs`); table.md's notes
+    list every dropped run and every folder passed over."""
     from hashbench.benchmark import figures as figures_mod
 
-    frame = load_runs(list(run_dirs))
+    run_dirs = list(run_dirs)
+    col = collect_runs(run_dirs, duplicates)
+    frame = col.frame
     summ = summary(main_rows(frame, metric))
     ref = reference_rows(frame, summ, None if reference is True else list(reference)) if reference else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    written = [out / "table.csv", out / "runs.csv"]
     caption = _caption(frame, summ)
     write_csv_atomic(summ, out / "table.csv")
-    written.append(out / "table.csv")
+    write_csv_atomic(col.selection, out / "runs.csv")
     md = pivot(summ, "markdown", ref).to_markdown()
     notes = "\n".join(f"_{line}_" for line in caption.splitlines())
     if ref is not None and len(ref):
@@ -321,10 +407,9 @@ def write_report(run_dirs: Iterable[Path], out: Path, metric: str | None = None,
                   "not ranked._")
         write_csv_atomic(ref, out / "reference.csv")
         written.append(out / "reference.csv")
-    (out / "table.md").write_text(md + "\n\n" + notes + "\n")
-    written.append(out / "table.md")
-    (out / "table.tex").write_text(latex_table(summ, ref, caption))
-    written.append(out / "table.tex")
+    notes += "\n\n" + selection_notes(col, run_dirs)
+    written.append(write_text_atomic(md + "\n\n" + notes + "\n", out / "table.md"))
+    written.append(write_text_atomic(latex_table(summ, ref, caption), out / "table.tex"))
     if ci and metric is None:
         intervals = map_intervals(frame)
         if len(intervals):
@@ -332,18 +417,19 @@ def write_report(run_dirs: Iterable[Path], out: Path, metric: str | None = None,
             show = intervals.assign(**{"95% CI": [f"[{lo:.3f}, {hi:.3f}]" for lo, hi in
                                                   zip(intervals["ci_low"], intervals["ci_high"])]})
             show = show[["method", "dataset", "bits", "seed", "map", "95% CI", "queries"]]
-            (out / "map_ci.md").write_text(show.to_markdown(index=False, floatfmt=".3f") + "\n\n_Percentile bootstrap "
-                                           "over queries (9,999 resamples) of each run's per-query AP._\n")
-            written += [out / "map_ci.csv", out / "map_ci.md"]
+            text = show.to_markdown(index=False, floatfmt=".3f") + ("\n\n_Percentile bootstrap over queries "
+                                                                     "(9,999 resamples) of each run's per-query AP._\n")
+            written += [out / "map_ci.csv", write_text_atomic(text, out / "map_ci.md")]
     if figures:
         written += figures_mod.all_figures(frame, out)
     return written
 
 
-def write_comparison(run_dirs: Iterable[Path], out: Path, a: str, b: str, test: str = "permutation") -> tuple[str, list[Path]]:
-    """Write ``compare_<a>_vs_<b>.csv``/``.md`` under ``out`` (see :func:`compare_methods`);
-    returns the Markdown text and the paths."""
-    table = compare_methods(load_runs(list(run_dirs)), a, b, test=test)
+def write_comparison(run_dirs: Iterable[Path], out: Path, a: str, b: str, test: str = "permutation",
+                     duplicates: str = "newest") -> tuple[str, list[Path]]:
+    """Write ``compare_<a>_vs_<b>.csv``/``.md`` under ``out`` (see :func:`compare_methods`) from
+    the runs :func:`load_runs` keeps under ``duplicates``; returns the Markdown text and the paths."""
+    table = compare_methods(load_runs(list(run_dirs), duplicates), a, b, test=test)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"compare_{a}_vs_{b}"
@@ -353,5 +439,5 @@ def write_comparison(run_dirs: Iterable[Path], out: Path, a: str, b: str, test: 
     show = show.drop(columns=["ci95_low", "ci95_high"])
     text = (show.to_markdown(index=False, floatfmt=".4f") + f"\n\n_difference = mAP {a} − mAP {b} over the same "
             f"queries; 95% CI by percentile bootstrap over query pairs; p: {table['test'].iloc[0]}._")
-    (out / f"{stem}.md").write_text(text + "\n")
+    write_text_atomic(text + "\n", out / f"{stem}.md")
     return text, [out / f"{stem}.csv", out / f"{stem}.md"]

@@ -198,6 +198,7 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
             "backbone": f"{backbone_name}{f'@{image_size}' if image_size else ''}{'(frozen)' if frozen else ''}",
             "seed": req.seed,
             "git_revision": store.git_revision(), "config_hash": store.config_hash(cfg),
+            "settings": store.request_settings({**req.__dict__, "dataset": loaded.name}),
             "hardware": store.hardware_description(device), "timestamp": store.now_stamp(),
         }
         metrics = store.metric_rows(context, rows)

@@ -5,6 +5,16 @@ and sha256 of each index array), ``metrics.csv`` (long format, :data:`METRIC_COL
 ``codes.npz`` (everything needed to recompute any metric without retraining),
 ``per_query.npz`` (per-query AP for bootstrap intervals and paired tests), curves as CSV, and
 the checkpoint and Lightning logs when the method was trained.
+
+Everything is written for a shared filesystem: folders get mode 0755 and files 0644 (less
+whatever the umask takes away), also where Python's temporary-file helpers would make them
+private (0700/0600).
+
+``settings`` (a metrics.csv column) is how a run departs from its method's shipped config:
+``variant=<name>`` and every ``--set``/``--epochs``/``--backbone`` value that differs from what
+the shipped config (for that dataset and variant) holds, as comma-joined ``key=value`` pairs;
+empty for the shipped config. Runs written before the column existed get it once from their
+``config.yaml`` with ``scripts/add_settings_column.py`` (:func:`add_settings_column`).
 """
 from __future__ import annotations
 
@@ -18,8 +28,9 @@ import re
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -27,7 +38,7 @@ import yaml
 
 METRIC_COLUMNS = [
     "method", "dataset", "protocol", "backbone", "bits", "seed", "metric", "variant", "value",
-    "git_revision", "config_hash", "hardware", "timestamp",
+    "git_revision", "config_hash", "settings", "hardware", "timestamp",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +89,32 @@ def variant_string(options: dict[str, Any]) -> str:
     return ",".join(f"{k}={options[k]}" for k in sorted(options))
 
 
+def settings_string(variant: str | None, requested: dict[str, Any], shipped: dict[str, Any]) -> str:
+    """A run's departures from its shipped config: ``variant=<name>`` first, then each
+    ``requested`` key (``--set`` overrides, ``--epochs``, ``--backbone``; None values are "not
+    asked") whose value differs from ``shipped`` (the config resolved for that method, dataset
+    and variant without overrides), as sorted ``key=value``; "" when there is none."""
+    parts = [f"variant={variant}"] if variant else []
+    parts += [f"{k}={v}" for k, v in sorted(requested.items())
+              if v is not None and (k not in shipped or shipped[k] != v)]
+    return ",".join(parts)
+
+
+def request_settings(request: dict[str, Any]) -> str:
+    """:func:`settings_string` of a run request (``RunRequest`` fields, or the ``request``
+    block of a run's ``config.yaml``), against the config shipped now for its method and
+    dataset. A method that is no longer registered keeps every requested value."""
+    from hashbench.benchmark.config import resolve_config
+
+    flags = {k: request[k] for k in ("epochs", "backbone") if request.get(k) is not None}  # win over --set
+    requested = {**(request.get("overrides") or {}), **flags}
+    try:
+        shipped = resolve_config(request["method"], request.get("dataset") or "", request.get("variant"), None)
+    except (ValueError, KeyError, FileNotFoundError):
+        shipped = {}
+    return settings_string(request.get("variant"), requested, shipped)
+
+
 def now_stamp() -> str:
     """UTC timestamp used in run names and rows (ISO 8601, seconds)."""
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -92,6 +129,20 @@ def name_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "unnamed"
 
 
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def shareable(path: Path) -> Path:
+    """Give ``path`` the mode a plain ``mkdir``/``open`` would: 0777 (folders) or 0666 (files)
+    less the umask, i.e. 0755/0644 under the usual umask 022."""
+    base = 0o777 if Path(path).is_dir() else 0o666
+    os.chmod(path, base & ~_umask())
+    return Path(path)
+
+
 class RunWriter:
     """Builds a run in a hidden temporary directory and publishes it with one ``rename``.
 
@@ -104,7 +155,7 @@ class RunWriter:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
-        self.path = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=self.out_dir))
+        self.path = shareable(Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=self.out_dir)))
 
     def write_yaml(self, rel: str, data: Any) -> None:
         (self.path / rel).write_text(yaml.safe_dump(data, sort_keys=False))
@@ -140,41 +191,115 @@ class RunWriter:
 
 def metric_rows(context: dict[str, Any], rows: Iterable[tuple[int, str, dict[str, Any], float]]) -> pd.DataFrame:
     """Long-format metric table: one row per (bits, metric, variant, value) with ``context``
-    (method, dataset, protocol, backbone, seed, git_revision, config_hash, hardware, timestamp)
+    (method, dataset, protocol, backbone, seed, git_revision, config_hash, settings, hardware, timestamp)
     repeated on every row."""
     records = [{**context, "bits": bits, "metric": metric, "variant": variant_string(opts), "value": float(value)}
                for bits, metric, opts, value in rows]
     return pd.DataFrame.from_records(records, columns=METRIC_COLUMNS)
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` to ``path`` through a temporary file and ``os.replace``."""
+def write_atomic(path: Path, write: Callable[[str], Any]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, make it shareable (0644 under
+    umask 022) and ``os.replace`` it onto ``path``: readers see the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        frame.to_csv(tmp, index=False)
+        write(tmp)
+        shareable(Path(tmp))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return path
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` to ``path`` through a temporary file and ``os.replace``."""
+    write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def write_text_atomic(text: str, path: Path) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+#: Folder names whose runs are regression work, never results: skipped below a report's roots.
+REGRESS_FOLDERS = ("regress-runs",)
+
+
+@dataclass
+class FoundRuns:
+    """Run directories found below some roots, and the folders passed over with the reason."""
+
+    runs: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def find_runs(roots: Iterable[Path]) -> FoundRuns:
+    """The run directories in or below ``roots`` (a run = a folder with ``metrics.csv`` and
+    ``config.yaml``; Lightning's ``logs/**/metrics.csv`` have no config and are not runs).
+    Passed over and reported in ``skipped``: unfinished runs (``.tmp-*`` folders) and, below a
+    root, regression work (a ``regress-runs`` folder or a suite folder holding ``suite.json``)
+    unless the root itself is inside it."""
+    found = FoundRuns()
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            raise FileNotFoundError(f"no such run folder: {root}")
+        for here, dirs, files in os.walk(root):
+            here_p = Path(here)
+            if "metrics.csv" in files and "config.yaml" in files:
+                found.runs.append(here_p)
+                dirs[:] = []          # a run's own subfolders (logs, checkpoints) hold no runs
+                continue
+            keep = []
+            for d in sorted(dirs):
+                sub = here_p / d
+                if d.startswith(".tmp-"):
+                    found.skipped.append((sub, "unfinished run (.tmp-* folder)"))
+                elif d in REGRESS_FOLDERS or (sub / "suite.json").exists():
+                    found.skipped.append((sub, "regression-suite work (report it by naming the folder)"))
+                else:
+                    keep.append(d)
+            dirs[:] = keep
+    found.runs = sorted(set(found.runs))
+    return found
+
+
+def read_run_metrics(run_dir: Path) -> pd.DataFrame:
+    """One run's ``metrics.csv`` with a ``run_dir`` column; a file written before the
+    ``settings`` column existed is a ValueError naming the one-off migration."""
+    frame = pd.read_csv(Path(run_dir) / "metrics.csv", keep_default_na=False, na_values=["nan", "NaN"])
+    if "settings" not in frame:
+        raise ValueError(f"{run_dir}/metrics.csv has no settings column (written before it existed); record it "
+                         f"once with: python scripts/add_settings_column.py {run_dir}")
+    frame["settings"] = frame["settings"].astype(str)
+    frame["run_dir"] = str(run_dir)
+    return frame
 
 
 def load_metrics(run_dirs: Iterable[Path]) -> pd.DataFrame:
-    """Concatenate the ``metrics.csv`` of the given run directories (or of every run found
-    below a directory that is not itself a run). Only run directories count — a ``metrics.csv``
-    with ``config.yaml`` beside it, not under a hidden ``.tmp-`` directory — so Lightning's own
-    ``logs/**/metrics.csv`` are never read."""
-    frames = []
-    for d in run_dirs:
-        d = Path(d)
-        files = [d / "metrics.csv"] if (d / "metrics.csv").exists() else sorted(d.rglob("metrics.csv"))
-        for f in files:
-            if (f.parent / "config.yaml").exists() and not any(part.startswith(".tmp-") for part in f.parts):
-                frame = pd.read_csv(f, keep_default_na=False, na_values=["nan", "NaN"])
-                frame["run_dir"] = str(f.parent)
-                frames.append(frame)
-    if not frames:
+    """Concatenate the ``metrics.csv`` of the runs in or below ``run_dirs`` (:func:`find_runs`)."""
+    run_dirs = list(run_dirs)
+    found = find_runs(run_dirs)
+    if not found.runs:
         raise FileNotFoundError("no metrics.csv found under: " + ", ".join(str(d) for d in run_dirs))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat([read_run_metrics(d) for d in found.runs], ignore_index=True)
+
+
+def add_settings_column(run_dir: Path) -> bool:
+    """One-off migration of a run written before ``metrics.csv`` had a ``settings`` column:
+    derive it from the ``request`` block of the run's ``config.yaml`` (:func:`request_settings`:
+    ``--variant``, ``--set``, ``--epochs``, ``--backbone`` against the config shipped now) and
+    insert it after ``config_hash``, rewriting the file atomically. Every other value is kept
+    as written. Returns False (nothing written) when the column is already there."""
+    path = Path(run_dir) / "metrics.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)  # every value verbatim
+    if "settings" in frame:
+        return False
+    request = (yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}).get("request") or {}
+    frame.insert(frame.columns.get_loc("config_hash") + 1, "settings", request_settings(request))
+    write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+    return True

@@ -1,6 +1,7 @@
 """Shared part of the faiss quantiser baselines (PQ, RQ): additive codes with K = 256 per step."""
 from __future__ import annotations
 
+import logging
 from typing import ClassVar
 
 import numpy as np
@@ -10,6 +11,25 @@ from hashbench.methods._features import to_numpy
 from hashbench.methods.base import ADDITIVE, HashingMethod, UnsupportedBitsError
 
 STEP_BITS = 8  # K = 256 codewords per step/sub-space, one byte per code index
+
+log = logging.getLogger("hashbench.methods")
+_told: set[str] = set()
+
+
+def quiet_small_training_set(cp, n_points: int, name: str) -> None:
+    """faiss prints "please provide at least N training points" for every k-means it runs (each
+    PQ sub-space, each RQ step) when there are fewer than ``cp.min_points_per_centroid`` points
+    per centroid: ~130 lines on digits. Unless hashbench's logger is at DEBUG (``--verbose``),
+    lower that threshold, which only gates the print (training is unchanged), and log one line
+    per method and process instead."""
+    need = 2**STEP_BITS * cp.min_points_per_centroid
+    if n_points >= need or log.isEnabledFor(logging.DEBUG):
+        return
+    cp.min_points_per_centroid = 1
+    if name not in _told:
+        _told.add(name)
+        log.warning(f"{name}: {n_points} training points for {2**STEP_BITS} centroids per step (faiss suggests "
+                    f"at least {need}); faiss's per-step warnings are silenced, --verbose shows them")
 
 
 class FaissAdditiveBaseline(HashingMethod):

@@ -1,6 +1,6 @@
 """HashNet: deep learning to hash by continuation (Cao, Long, Wang, Yu, ICCV 2017).
 
-Specification: ``../shared/docs/methods.md`` §5, read against the original code (thuml/HashNet
+Specification: ``docs/methods.md`` §5, read against the original code (thuml/HashNet
 @ 85387b8: Caffe ``pairwise_loss_layer.cu`` / ``scale_tanh_layer.cu`` and the PyTorch port
 ``pytorch/src/{loss,network,train}.py``). Every default below is the paper's (Caffe) setting;
 each departure is a named, documented option.

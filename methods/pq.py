@@ -4,7 +4,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from hashbench.methods._quantizer import STEP_BITS, FaissAdditiveBaseline
+from hashbench.methods._quantizer import STEP_BITS, FaissAdditiveBaseline, quiet_small_training_set
 from hashbench.methods.registry import register
 
 
@@ -22,6 +22,7 @@ class PQ(FaissAdditiveBaseline):
         self.dim = -(-features.shape[1] // m) * m
         pq = faiss.ProductQuantizer(self.dim, m, STEP_BITS)
         pq.cp.seed = int(seed)
+        quiet_small_training_set(pq.cp, len(features), self.name)
         pq.train(np.ascontiguousarray(self._pad(features.astype(np.float32))))
         self.quantizer = pq
         dsub = self.dim // m

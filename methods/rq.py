@@ -4,7 +4,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from hashbench.methods._quantizer import STEP_BITS, FaissAdditiveBaseline
+from hashbench.methods._quantizer import STEP_BITS, FaissAdditiveBaseline, quiet_small_training_set
 from hashbench.methods.registry import register
 
 
@@ -21,6 +21,7 @@ class RQ(FaissAdditiveBaseline):
         rq = faiss.ResidualQuantizer(self.dim, self.n_steps, STEP_BITS)
         rq.max_beam_size = int(self.hparams_dict.get("max_beam_size", 5))
         rq.cp.seed = int(seed)
+        quiet_small_training_set(rq.cp, len(features), self.name)
         rq.train(np.ascontiguousarray(features.astype(np.float32)))
         self.quantizer = rq
         self.codebooks = faiss.vector_to_array(rq.codebooks).reshape(self.n_steps, 2**STEP_BITS, self.dim)

@@ -39,7 +39,7 @@ def test_kind_of(metric, kind):
 def test_regression_table_drops_timings_and_other_lengths():
     metrics = pd.DataFrame({
         "method": "drq", "dataset": "digits", "protocol": "p", "backbone": "b", "seed": 0, "git_revision": "r",
-        "config_hash": "c", "hardware": "h", "timestamp": "t",
+        "config_hash": "c", "settings": "", "hardware": "h", "timestamp": "t",
         "bits": [8, 16, 32, 32, 32, 32], "metric": ["map@all", "map@all", "map@all", "train_seconds",
                                                      "search_seconds@100", "speedup_wallclock@100"],
         "variant": [MAP_DEFAULT] * 3 + [np.nan, SPEED, SPEED], "value": [0.1, 0.2, 0.3, 9.0, 0.01, 2.0]})

@@ -1,10 +1,10 @@
 """Paper-ready comparisons: bootstrap intervals and paired tests over queries, published
-reference rows, the Markdown/LaTeX tables and the figures. Runs are written by hand (no
-training), so every expected value below is known exactly."""
+reference rows, the Markdown/LaTeX tables. Runs are written by hand (``runfiles``, no
+training), so every expected value below is known exactly. Figures: test_report_figures.py;
+which runs a report holds: test_report_selection.py."""
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import shutil
 import subprocess
@@ -12,13 +12,11 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from hashbench.benchmark import figures, reference, report, stats
+from hashbench.benchmark import reference, report, stats
 from hashbench.benchmark.cli import main
-from hashbench.benchmark.store import METRIC_COLUMNS
+from runfiles import DEFAULT, runs, write_run as _write_run  # noqa: F401  (runs: a fixture)
 
-DEFAULT = report.DEFAULT_MAP_VARIANT
 
 
 # ----------------------------------------------------------------------------- stats
@@ -77,52 +75,6 @@ def test_paired_test_identical_and_bad_inputs():
         stats.paired_test(x, x[:2])
     with pytest.raises(ValueError, match="unknown test"):
         stats.paired_test(x, x, test="t")
-
-
-# ----------------------------------------------------------------------------- fake runs
-
-
-def _write_run(root, method, bits, seed, ap, dataset="cifar10", protocol="query1k-train5k-db54k", query_sha="q1",
-               speedup=2.0, name=None):
-    """A run directory as the harness writes it, with per-query AP ``ap`` (default variant)."""
-    d = root / (name or f"{method}_{dataset}_{bits}b_s{seed}")
-    d.mkdir(parents=True)
-    ctx = dict(method=method, dataset=dataset, protocol=protocol, backbone="identity", seed=seed, git_revision="abc",
-               config_hash="0" * 12, hardware="test cpu x2", timestamp="2026-01-01T00:00:00Z")
-    rows = [(bits, "map@all", DEFAULT, float(np.mean(ap))),
-            (bits, "map@all", "denominator=relevant_retrieved,empty=zero,ties=optimistic", float(np.mean(ap)) + 0.01),
-            (bits, "precision@1", "ties=expected", 0.9), (bits, "precision@10", "ties=expected", 0.8),
-            (bits, "precision@100", "ties=expected", 0.7),
-            (bits, "precision@100", "search=faiss_binary_flat", 0.7),
-            (bits, "speedup_wallclock@100", "backend=faiss_binary_flat,reference=faiss_flat_l2_features,threads=1",
-             speedup),
-            (bits, "train_seconds", "", 1.0)]
-    frame = pd.DataFrame([{**ctx, "bits": b, "metric": m, "variant": v, "value": x} for b, m, v, x in rows],
-                         columns=METRIC_COLUMNS)
-    frame.to_csv(d / "metrics.csv", index=False)
-    (d / "config.yaml").write_text(yaml.safe_dump({"evaluation_lengths": {bits: {}}}))
-    (d / "split.json").write_text(json.dumps({"protocol": protocol, "sha256": {"query": query_sha}}))
-    np.savez(d / "per_query.npz", **{f"ap|map@all|bits={bits}": np.asarray(ap, dtype=np.float64)})
-    (d / "curves.json").write_text(json.dumps({str(bits): {"pr_rank": {
-        "cutoff": [1, 10, 100], "precision": [0.9, 0.8, 0.7], "recall": [0.01, 0.1, 0.5]}}}))
-    return d
-
-
-@pytest.fixture
-def runs(tmp_path):
-    root = tmp_path / "runs"
-    rng = np.random.default_rng(0)
-    base = rng.random(200)
-    for seed in (0, 1):
-        for bits in (16, 32):
-            _write_run(root, "drq", bits, seed, np.clip(base + 0.10 + 0.01 * seed, 0, 1))
-            _write_run(root, "hashnet", bits, seed, np.clip(base + 0.05, 0, 1), speedup=3.0)
-            _write_run(root, "itq", bits, seed, base)
-    # Lightning's own CSV log inside a run must not be read as a run.
-    logs = root / "drq_cifar10_16b_s0" / "logs" / "version_0"
-    logs.mkdir(parents=True)
-    pd.DataFrame({"epoch": [0], "train_loss": [1.0]}).to_csv(logs / "metrics.csv", index=False)
-    return root
 
 
 # ----------------------------------------------------------------------------- tables
@@ -258,79 +210,21 @@ def test_cli_report_writes_every_output(runs, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["report", str(runs), "--out", str(out), "--reference", "DRQ", "--compare", "drq", "hashnet",
                  "--test", "wilcoxon"]) == 0
-    for name in ("table.csv", "table.md", "table.tex", "reference.csv", "map_ci.csv", "map_ci.md",
+    for name in ("table.csv", "runs.csv", "table.md", "table.tex", "reference.csv", "map_ci.csv", "map_ci.md",
                  "compare_drq_vs_hashnet.csv", "compare_drq_vs_hashnet.md"):
         assert (out / name).stat().st_size > 50, name
     md = (out / "table.md").read_text()
     assert reference.LABEL in md and "test cpu x2" in md
     assert "Wilcoxon signed-rank" in (out / "compare_drq_vs_hashnet.md").read_text()
     for fig in ("map_vs_bits", "precision_recall", "precision_at_k", "speedup_vs_precision"):
-        assert (out / f"{fig}.png").stat().st_size > 5000 and (out / f"{fig}.pdf").stat().st_size > 1000
+        assert (out / f"{fig}.png").exists() and (out / f"{fig}.pdf").exists()   # contents: test_report_figures
     assert "Wilcoxon" in capsys.readouterr().out
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-def test_every_method_gets_a_distinct_black_and_white_style():
-    names = [f"m{i}" for i in range(10)]
-    st = figures._styles(names)
-    assert len({(s["marker"], str(s["linestyle"])) for s in st.values()}) == 10
-    assert figures._styles(["b", "a"])["a"] == figures._styles(["a", "b", "c"])["a"]
-
-
-def test_figures_one_call_each_from_run_directories(runs, tmp_path):
-    for fn in (figures.map_vs_bits, figures.precision_recall, figures.precision_at_k, figures.speedup_vs_precision):
-        paths = fn([runs], tmp_path / "figs")
-        assert [p.suffix for p in paths] == [".pdf", ".png"] and all(p.stat().st_size > 1000 for p in paths)
-    assert figures.suf_vs_precision([runs], tmp_path / "figs") == []  # no sparse-code runs
-
-
-def test_map_vs_bits_one_panel_per_dataset(runs, tmp_path, monkeypatch):
-    _write_run(runs, "itq", 16, 0, np.full(20, 0.4), dataset="digits", protocol="query300-db1497", query_sha="d")
-    frame = report.load_runs([runs])
-    seen, orig = [], figures.plt.subplots
-    monkeypatch.setattr(figures.plt, "subplots", lambda *a, **k: seen.append(a) or orig(*a, **k))
-    figures.map_vs_bits(frame, tmp_path)
-    assert seen == [(1, 2)]
 
 
 def test_markdown_caption_names_the_hardware(runs, tmp_path):
     report.write_report([runs], tmp_path / "r", figures=False, ci=False)
     md = (tmp_path / "r" / "table.md").read_text()
     assert re.search(r"Measured on: test cpu x2", md)
-
-
-def test_suf_figure_has_one_point_per_run_and_a_line_over_s(tmp_path):
-    from hashbench.benchmark import figures
-
-    rows = []
-    for method in ("dht", "dht-vq"):
-        for s in (1, 2):
-            for seed in (0, 1):
-                base = dict(dataset="cifar10", protocol="p", method=method, bits=16, seed=seed)
-                rows.append({**base, "metric": "suf@16", "variant": f"rerank=embedding,s={s}", "value": 10.0 / s})
-                rows.append({**base, "metric": "precision@16", "variant": f"rerank=embedding,s={s},search=hash_table",
-                             "value": 0.7 + 0.01 * s})
-                rows.append({**base, "metric": "precision@16", "variant": "search=exhaustive_embedding", "value": 0.72})
-    paths = figures.suf_vs_precision(pd.DataFrame(rows), tmp_path)
-    assert [p.suffix for p in paths] == [".pdf", ".png"] and all(p.stat().st_size > 0 for p in paths)
-    assert figures.suf_vs_precision(pd.DataFrame(rows).query("metric != 'suf@16'"), tmp_path / "none") == []
-
-
-def test_runs_with_other_settings_are_other_rows(tmp_path):
-    from hashbench.benchmark.report import load_runs
-
-    root = tmp_path / "runs"
-    ap = np.linspace(0.2, 0.8, 50)
-    _write_run(root, "dht", 16, 0, ap)
-    tuned = _write_run(root, "dht", 16, 0, ap + 0.1, name="dht_s2")
-    (tuned / "config.yaml").write_text(yaml.safe_dump({"evaluation_lengths": {16: {}}, "request": {
-        "method": "dht", "dataset": "cifar10", "variant": "npairs",
-        "overrides": {"sparsity": 2, "epochs": 5, "dropout": 0.2}}}))      # dropout 0.2 is the shipped value
-    frame = load_runs([root])
-    assert sorted(frame["method"].unique()) == ["dht", "dht [variant=npairs,epochs=5,sparsity=2]"]
-    assert set(frame["method_base"]) == {"dht"} and frame["run_dir"].nunique() == 2
 
 
 def test_bench_table_shows_sparse_metrics_and_one_speed_reference():
