@@ -189,15 +189,17 @@ def cmd_list(_args) -> int:
     from hashbench import methods
     from hashbench.methods.backbones import available_backbones
 
+    plugin = lambda dist: f"  [plugin: {dist}]" if dist else ""  # noqa: E731
     print("methods:")
     for name in methods.available():
         cls = methods.get_method(name)
-        print(f"  {name:<14} {cls.code_type:<9} {cls.description}")
+        print(f"  {name:<14} {cls.code_type:<9} {cls.description}{plugin(methods.origin(name))}")
     print("datasets (protocols; * = default):")
     for name in datasets.available():
         spec = datasets.get_dataset(name)
         protos = ", ".join(("*" if p == spec.default_protocol else "") + p for p in spec.protocols)
-        print(f"  {name:<14} {protos}")
+        print(f"  {name:<14} {protos}{plugin(datasets.origin(name))}")
+    print(f"  {datasets.hf.NAME + ':<folder>':<14} {datasets.hf.PROTOCOL_HELP}")
     print("backbones:")
     print("  " + ", ".join(available_backbones()))
     return 0
