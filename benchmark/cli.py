@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-root", default=None, help="data root (default: $HASHBENCH_DATA)")
     r.add_argument("--download", action="store_true", help="let torchvision download a dataset that supports it")
     r.add_argument("--no-speed", action="store_true", help="skip wall-clock speed measurements")
+    r.add_argument("--logger", dest="loggers", action="append", default=[], metavar="{csv,tensorboard,mlflow}",
+                   help="experiment tracker through Lightning's loggers, offline (repeatable; csv is always on): "
+                        "tensorboard -> <run>/tensorboard/, mlflow -> <out>/mlruns or $MLFLOW_TRACKING_URI")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="Lightning's progress bar (default: on when stderr is a terminal)")
 
@@ -105,8 +108,10 @@ def cmd_run(args) -> int:
     from hashbench import methods
     from hashbench.benchmark import report
     from hashbench.benchmark.config import parse_overrides, resolve_config, split_config
+    from hashbench.benchmark.loggers import check as check_loggers
     from hashbench.benchmark.runner import RunRequest, load_data, run_one
 
+    loggers = check_loggers(args.loggers)
     names = methods.available() if args.method == "all" else [m.strip() for m in args.method.split(",") if m.strip()]
     overrides = parse_overrides(args.overrides)
     allowed: dict[str, list[int]] = {}
@@ -137,7 +142,8 @@ def cmd_run(args) -> int:
                                  split_seed=args.split_seed, epochs=args.epochs, backbone=args.backbone,
                                  variant=args.variant, overrides=overrides, device=args.device, devices=args.devices,
                                  out_dir=args.out, data_root=args.data_root, speed=not args.no_speed,
-                                 progress=sys.stderr.isatty() if args.progress is None else args.progress)
+                                 progress=sys.stderr.isatty() if args.progress is None else args.progress,
+                                 loggers=loggers)
                 path, frame = run_one(req, loaded)
                 if frame.empty:  # a DDP worker process: rank 0 reports
                     continue
