@@ -249,7 +249,13 @@ def cached_load(folder: pathlib.Path, image: str | None, label: str | None) -> A
         read_splits(folder)  # raises the missing-folder error
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     key = hashlib.sha256(f"{cache.source_key(files)}|{image}|{label}".encode()).hexdigest()[:20]
-    return cache.cached(NAME, key, lambda: load_hf_folder(folder, image, label))
+
+    def build() -> ArrayData:
+        data = load_hf_folder(folder, image, label)
+        data.source += f" [source key {key}]"  # feature caches key on the source: a changed folder is new data
+        return data
+
+    return cache.cached(NAME, key, build)
 
 
 # ----------------------------------------------------------------------------- protocols
