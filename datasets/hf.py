@@ -67,7 +67,7 @@ def import_hf_datasets():
         raise MissingDataError(f"{NAME}: Hugging Face `datasets` is not installed; pip install 'hashbench[hf]'") from None
     if not hasattr(hf_datasets, "load_from_disk"):
         raise MissingDataError(
-            f"{NAME}: `import datasets` found {getattr(hf_datasets, '__file__', None) or hf_datasets.__path__} instead of "
+            f"{NAME}: `import datasets` found {getattr(hf_datasets, '__file__', None) or hf_datasets} instead of "
             "Hugging Face `datasets` (a folder named datasets/ comes first on sys.path, e.g. the hashbench checkout as the "
             "working directory of `python -m`); run the `hashbench` console script or from another directory")
     return hf_datasets
@@ -117,13 +117,14 @@ def label_kind(feature, hf_datasets) -> str | None:
     return None
 
 
-def _one_column(features, wanted: str | None, what: str, qualifies, folder, option: str, preferred=()) -> str:
+def _one_column(features, wanted: str | None, what: str, qualifies, folder, option: str, preferred=(),
+                exclude: str | None = None) -> str:
     columns = ", ".join(f"{c} ({type(f).__name__})" for c, f in features.items())
     if wanted is not None:
         if wanted not in features:
             raise MissingDataError(f"{NAME}: no {what} column {wanted!r} in {folder}; columns: {columns}")
         return wanted
-    found = [c for c, f in features.items() if qualifies(f)]
+    found = [c for c, f in features.items() if c != exclude and qualifies(f)]
     if len(found) > 1:
         found = [c for c in found if c in preferred] or found
     if not found:
@@ -140,8 +141,8 @@ def choose_columns(features, folder, image: str | None, label: str | None, hf_da
     image = _one_column(features, image, "image", lambda f: isinstance(f, hf_datasets.Image), folder, "image")
     if not isinstance(features[image], hf_datasets.Image):
         raise ValueError(f"{NAME}: column {image!r} of {folder} is {features[image]!r}, not an Image feature")
-    label = _one_column({c: f for c, f in features.items() if c != image}, label, "label",
-                        lambda f: label_kind(f, hf_datasets) is not None, folder, "label", ("label", "labels"))
+    label = _one_column(features, label, "label", lambda f: label_kind(f, hf_datasets) is not None, folder, "label",
+                        ("label", "labels"), exclude=image)
     kind = label_kind(features[label], hf_datasets)
     if kind is None:
         raise ValueError(

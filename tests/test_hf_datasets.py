@@ -3,6 +3,8 @@
 protocols, run end to end; clear errors for what cannot be read."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,6 +27,14 @@ def test_hugging_face_datasets_and_hashbench_import_side_by_side():
     assert datasets is hfd and datasets.__name__ == "datasets" and hasattr(datasets, "load_from_disk")
     assert hashbench.datasets.__name__ == "hashbench.datasets" and hasattr(hashbench.datasets, "get_dataset")
     assert "digits" in registry.available()
+
+
+def test_a_shadowing_datasets_package_is_named(monkeypatch):
+    import types
+
+    monkeypatch.setitem(sys.modules, "datasets", types.ModuleType("datasets"))
+    with pytest.raises(MissingDataError, match="instead of Hugging Face `datasets`.*console script"):
+        import_hf_datasets()
 
 
 def _images(n: int, seed: int, channels: int = 1) -> list[np.ndarray]:
