@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-root", default=None, help="data root (default: $HASHBENCH_DATA)")
     r.add_argument("--download", action="store_true", help="let torchvision download a dataset that supports it")
     r.add_argument("--no-speed", action="store_true", help="skip wall-clock speed measurements")
+    r.add_argument("--logger", dest="loggers", action="append", default=[], metavar="{csv,tensorboard,mlflow}",
+                   help="experiment tracker through Lightning's loggers, offline (repeatable; csv is always on): "
+                        "tensorboard -> <run>/tensorboard/, mlflow -> <out>/mlruns or $MLFLOW_TRACKING_URI")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="Lightning's progress bar (default: on when stderr is a terminal)")
 
@@ -150,10 +153,12 @@ def cmd_run(args) -> int:
     from hashbench.benchmark import report
     from hashbench.benchmark.config import resolve_config, scoped_overrides, split_config
     from hashbench.benchmark.config_check import check_method_config
+    from hashbench.benchmark.loggers import check as check_loggers
     from hashbench.benchmark.runner import RunRequest, load_data, run_one
     from hashbench.benchmark.train import accelerator_for
     from hashbench.datasets import get_dataset
 
+    loggers = check_loggers(args.loggers)
     names = methods.available() if args.method == "all" else [m.strip() for m in args.method.split(",") if m.strip()]
     if not names:
         raise ValueError(f"--method {args.method!r} names no method; valid: all, {', '.join(methods.available())}")
@@ -194,7 +199,8 @@ def cmd_run(args) -> int:
                                  split_seed=args.split_seed, epochs=args.epochs, backbone=args.backbone,
                                  variant=args.variant, overrides=scoped.for_method(name), device=args.device, devices=args.devices,
                                  out_dir=args.out, data_root=args.data_root, speed=not args.no_speed,
-                                 progress=sys.stderr.isatty() if args.progress is None else args.progress)
+                                 progress=sys.stderr.isatty() if args.progress is None else args.progress,
+                                 loggers=loggers)
                 path, frame = run_one(req, loaded)
                 if frame.empty:  # a DDP worker process: rank 0 reports
                     continue
@@ -247,15 +253,17 @@ def cmd_list(_args) -> int:
     from hashbench import methods
     from hashbench.methods.backbones import available_backbones
 
+    plugin = lambda dist: f"  [plugin: {dist}]" if dist else ""  # noqa: E731
     print("methods:")
     for name in methods.available():
         cls = methods.get_method(name)
-        print(f"  {name:<14} {cls.code_type:<9} {cls.description}")
+        print(f"  {name:<14} {cls.code_type:<9} {cls.description}{plugin(methods.origin(name))}")
     print("datasets (protocols; * = default):")
     for name in datasets.available():
         spec = datasets.get_dataset(name)
         protos = ", ".join(("*" if p == spec.default_protocol else "") + p for p in spec.protocols)
-        print(f"  {name:<14} {protos}")
+        print(f"  {name:<14} {protos}{plugin(datasets.origin(name))}")
+    print(f"  {datasets.hf.NAME + ':<folder>':<14} {datasets.hf.PROTOCOL_HELP}")
     print("backbones:")
     print("  " + ", ".join(available_backbones()))
     return 0

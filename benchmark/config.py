@@ -88,7 +88,14 @@ def scoped_overrides(pairs: list[str], method_names: list[str]) -> ScopedOverrid
 
 
 def method_config_file(method: str) -> Path:
-    return CONFIG_DIR / f"{method}.yaml"
+    """``methods/configs/<method>.yaml`` for a built-in method; for a plugin method without one,
+    the file its class names in ``config_file`` (see :func:`hashbench.methods.config_file`)."""
+    path = CONFIG_DIR / f"{method}.yaml"
+    if not path.exists():
+        from hashbench.methods import config_file
+
+        return config_file(method) or path
+    return path
 
 
 def load_spec(method: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import torch
 from hashbench import datasets as dataset_registry
 from hashbench import methods as method_registry
 from hashbench.benchmark import data as data_mod
+from hashbench.benchmark import loggers as loggers_mod
 from hashbench.benchmark import store
 from hashbench.benchmark.config import resolve_config, split_config
 from hashbench.benchmark.evaluate import DEFAULT_MAP, EvalInputs, evaluate, ranking_metrics, map_name
@@ -51,6 +52,8 @@ class RunRequest:
     data_root: str | None = None
     speed: bool = True
     progress: bool = False
+    #: Lightning loggers (:mod:`hashbench.benchmark.loggers`): csv (always), tensorboard, mlflow
+    loggers: list[str] = field(default_factory=lambda: ["csv"])
 
 
 @dataclass
@@ -139,7 +142,11 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
     name = "_".join([store.now_stamp().replace(":", ""), req.method, store.name_part(loaded.name), proto.name,
                      f"{req.bits}b", f"s{req.seed}"])
     writer = store.RunWriter(Path(req.out_dir), name)
+    trackers = []
     try:
+        trackers = loggers_mod.make(loggers_mod.check(req.loggers), writer.path, name, Path(req.out_dir))
+        loggers_mod.log_config(trackers, {"method": req.method, "dataset": loaded.name, "protocol": proto.name,
+                                          "bits": req.bits, "seed": req.seed, **cfg})
         bs = int(harness["batch_size"])
         eval_loader = lambda idx: data_mod.make_loader(item(idx), data.labels[idx], max(bs, 256), False, req.seed,  # noqa: E731
                                                        num_workers=0 if frozen else harness["num_workers"])
@@ -160,7 +167,7 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
                 torch.set_num_threads(1)
             try:
                 train_info = fit(method, loader, writer.path, int(harness["epochs"]), req.device, req.devices,
-                                 score_fn, progress=req.progress)
+                                 score_fn, progress=req.progress, loggers=trackers)
             finally:
                 torch.set_num_threads(threads)
             if train_info["global_rank"] != 0:  # DDP worker: rank 0 evaluates and writes the run
@@ -218,9 +225,14 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
         writer.write_json("curves.json", curves)
         writer.write_npz("per_query.npz", **per_query)
         writer.write_npz("codes.npz", **codes_npz(cls.code_type, q_codes, db_codes, inputs, method))
+        loggers_mod.log_metric_table(trackers, metrics, writer.path / "metrics.csv", train_info.get("global_step", 0))
+        loggers_mod.finalize(trackers, "success")
         path = writer.commit()
     except BaseException:
-        writer.abort()
+        try:
+            loggers_mod.finalize(trackers, "failed")
+        finally:
+            writer.abort()
         raise
     return path, metrics
 

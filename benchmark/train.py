@@ -126,9 +126,10 @@ def accelerator_for(device: str) -> str:
 
 def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, device: str, devices: int,
         score_fn: Callable[[pl.LightningModule], float] | None, val_every: int = 1,
-        progress: bool = True) -> dict[str, Any]:
+        progress: bool = True, loggers: list | None = None) -> dict[str, Any]:
     """Train ``method`` for ``epochs`` epochs; keep the checkpoint with the best validation mAP
-    and load it back. Returns ``{"best_score", "best_checkpoint", "accelerator", "global_step",
+    and load it back. ``loggers``: Lightning loggers (default: the CSV log ``<run>/logs/``; see
+    :mod:`hashbench.benchmark.loggers`). Returns ``{"best_score", "best_checkpoint", "accelerator", "global_step",
     "global_rank", "epochs", "throughput"}`` (per-epoch timing from :class:`EpochTimer`)."""
     accelerator = accelerator_for(device)
     timer = EpochTimer()
@@ -142,7 +143,7 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
     trainer = pl.Trainer(
         # devices > 1 → Lightning's DDP (also across SLURM nodes through its own environment detection)
         max_epochs=epochs, accelerator=accelerator, devices=devices if accelerator != "cpu" else 1,
-        logger=CSVLogger(str(run_path), name="logs", version=""), callbacks=callbacks,
+        logger=loggers if loggers else CSVLogger(str(run_path), name="logs", version=""), callbacks=callbacks,
         enable_checkpointing=ckpt is not None, deterministic=accelerator == "cpu",
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
         num_sanity_val_steps=0,

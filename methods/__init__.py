@@ -1,5 +1,8 @@
-"""Registered learning-to-hash methods. Importing this package registers every method module."""
-from hashbench.methods.registry import available, get_method, register  # noqa: F401
+"""Registered learning-to-hash methods. Importing this package registers every method module,
+then the methods of installed plugins (entry-point group ``hashbench.methods``)."""
+from hashbench.methods.registry import (  # noqa: F401
+    PLUGIN_ERRORS, available, config_file, get_method, load_plugins, origin, register,
+)
 
 # Each import registers its method(s) by name.
 from hashbench.methods import exhaustive, itq, lsh, pq, rq  # noqa: F401,E402
@@ -11,3 +14,5 @@ for _optional in ("hashnet", "drq", "dht", "cascade_dht"):
     except ModuleNotFoundError as _err:
         if _err.name != f"hashbench.methods.{_optional}":
             raise
+
+load_plugins()

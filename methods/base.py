@@ -63,6 +63,9 @@ class HashingMethod(pl.LightningModule):
     description: ClassVar[str] = ""
     #: False: the harness keeps the final weights (no checkpoint selection on validation).
     model_selection: ClassVar[bool] = True
+    #: A plugin method's YAML config (absolute path, e.g. ``Path(__file__).with_name("m.yaml")``);
+    #: built-in methods keep theirs in ``methods/configs/<name>.yaml``.
+    config_file: ClassVar[str | None] = None
 
     def __init__(self, bits: int, n_classes: int, backbone: nn.Module, **hparams: Any) -> None:
         super().__init__()

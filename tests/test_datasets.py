@@ -82,7 +82,7 @@ def test_registry_names_and_errors():
                           "nuswide81", "coco", "mirflickr", "voc2012", "imagefolder"}
     with pytest.raises(ValueError) as e:
         D.get_dataset("nope")
-    assert str(e.value) == "unknown dataset 'nope'; valid: " + ", ".join(names)
+    assert str(e.value) == "unknown dataset 'nope'; valid: " + ", ".join(names) + ", imagefolder:<path>, hf:<path>"
     spec = D.get_dataset("cifar10")
     assert spec.protocol(None).name == "query1k-train5k-db54k" == spec.default_protocol
     with pytest.raises(ValueError) as e:
