@@ -60,6 +60,9 @@ def test_search_equals_loop(s, k, ties):
             ref = search_loop(table, order, s_q, k, emb[qi], emb, exclude=exclude)
             assert_same(index.search(order, s_q, k, emb[qi], exclude=exclude), ref, True)
             assert_same(search(table, order, s_q, k, emb[qi], emb, exclude=exclude), ref, True)
+            top = index.search(order, s_q, k, emb[qi], exclude=exclude, topn=min(k, 3))  # expansion to k
+            np.testing.assert_array_equal(top.ids, ref.ids[:, : min(k, 3)])
+            np.testing.assert_array_equal(top.dist, ref.dist[:, : min(k, 3)])
             ref = search_loop(table, order, s_q, k, emb[qi], emb, exclude=exclude, keep_candidates=True)
             assert_same(index.search(order, s_q, k, emb[qi], exclude=exclude, keep_candidates=True), ref, True)
 

@@ -329,20 +329,24 @@ class HashTableIndex:
     # ------------------------------------------------------------------ search
     def search(self, order: np.ndarray, s: int, k: int, rerank_query: np.ndarray | None = None,
                exclude: np.ndarray | None = None, keep_candidates: bool = False,
-               err: float = 4.0, threads: int = 1) -> SparseSearchResult:
+               err: float = 4.0, threads: int = 1, topn: int | None = None) -> SparseSearchResult:
         """Same definition and result as the module-level :func:`search` (re-ranking in the
-        embedding given at build time when ``rerank_query`` is given). ``err``: safety factor of
-        the certification bound (class docstring); ``threads``: buckets scored in that many
-        threads (BLAS itself is left as the caller set it)."""
+        embedding given at build time when ``rerank_query`` is given). ``topn`` (<= k): return
+        only the first topn of the k results (the expansion still runs to k candidates: the
+        speed/recall knob). ``err``: safety factor of the certification bound (class
+        docstring); ``threads``: buckets scored in that many threads (BLAS left as set)."""
         order, exclude = _check_order(self.table, order, s, k, exclude)
+        topn = k if topn is None else int(topn)
+        if not 1 <= topn <= k:
+            raise ValueError(f"topn must be in [1, k={k}], got {topn}")
         if (rerank_query is None) != (self.rerank_db is None):
             raise ValueError("give rerank_query exactly when the index was built with rerank_db")
         pos, n_buckets, counts = self.probes(order, s, k, exclude)
         nq = order.shape[0]
         if rerank_query is None:
             cand = self._candidates_of(pos, exclude, n_buckets, counts)
-            ids = np.full((nq, k), -1, dtype=np.int64)
-            first = np.minimum(counts, k)
+            ids = np.full((nq, topn), -1, dtype=np.int64)
+            first = np.minimum(counts, topn)
             qq = np.repeat(np.arange(nq), first)
             ids[qq, _segments(np.zeros(nq, np.int64), first)] = cand.ids[_segments(cand.offsets[:-1], first)]
             return SparseSearchResult(ids, None, counts, n_buckets, cand if keep_candidates else None, None)
@@ -350,8 +354,8 @@ class HashTableIndex:
         if rq.shape != (nq, self.rerank_db.shape[1]):
             raise ValueError(f"rerank_query must be ({nq}, {self.rerank_db.shape[1]}), got {rq.shape}")
         if keep_candidates:
-            return self._rerank_all(pos, exclude, n_buckets, counts, rq, k)
-        ids, dist = self._rerank_topk(pos, exclude, counts, rq, k, err, threads)
+            return self._rerank_all(pos, exclude, n_buckets, counts, rq, topn)
+        ids, dist = self._rerank_topk(pos, exclude, counts, rq, topn, err, threads)
         return SparseSearchResult(ids, dist, counts, n_buckets)
 
     def _rerank_all(self, pos, exclude, n_buckets, counts, rq, k) -> SparseSearchResult:
@@ -443,21 +447,22 @@ class HashTableIndex:
         bound = err * (dim + 3) * 2.0**-24 * (self.max_norm + np.sqrt(np.einsum("ij,ij->i", rq, rq))) ** 2
         fallback = []
         width = R * kp
-        for c in self._chunks(pos, width * (4 + self.max_buckets * R)):
-            e, d2, p = ent[c].reshape(c.size, width), exact[c].reshape(c.size, width), pos[c]
+        for c in self._chunks(pos, width * 8):
+            e, d2 = ent[c].reshape(c.size, width), exact[c].reshape(c.size, width)
             valid = e >= 0
             item = np.where(valid, self.table.items[np.maximum(e, 0)], 0)
             valid &= item != exclude[c][:, None]
-            if R > 1:  # one entry per item (copies from several probed buckets share its distance)
-                o = np.argsort(np.where(valid, item, -1), axis=1, kind="stable")
-                srt = np.take_along_axis(np.where(valid, item, -1), o, axis=1)
+            # probe index of each entry; an item's rank = its earliest fetched copy's probe (in a
+            # certified query every copy of an item at distance <= the k-th was fetched)
+            rank = np.broadcast_to(np.repeat(np.arange(R), kp), item.shape)
+            if R > 1:  # one entry per item: the copy of the earliest probe
+                key = np.where(valid, item, -1)
+                o = np.lexsort((rank, key), axis=1)
+                srt = np.take_along_axis(key, o, axis=1)
                 dup = np.zeros(item.shape, dtype=bool)
                 dup[:, 1:] = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)
                 np.put_along_axis(valid, o, np.take_along_axis(valid, o, axis=1) & ~dup, axis=1)
             d2 = np.where(valid, d2, np.inf)
-            il = self.item_lists[item]
-            hit = (il[..., None] == p[:, None, None, :]) & (il[..., None] >= 0)
-            rank = np.where(hit.any(-1), hit.argmax(-1), R).min(-1)
             o = np.lexsort((item, rank, d2), axis=1)[:, :k]
             got_d = np.take_along_axis(d2, o, axis=1)
             got_ids = np.where(np.isfinite(got_d), np.take_along_axis(item, o, axis=1), -1)
