@@ -47,6 +47,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from hashbench.benchmark.search import (
     BinaryFlatIndex,
@@ -256,7 +257,8 @@ def _hash_points(b: Bench, code: str, name: str, ib: np.ndarray, order: np.ndarr
         res = {}
 
         def one(threads=1):
-            res["r"] = index.search(order, s, k, xq, threads=threads, topn=TOPK)
+            with threadpool_limits(1):  # tiny per-bucket products: one BLAS thread, buckets in parallel
+                res["r"] = index.search(order, s, k, xq, threads=threads, topn=TOPK)
             return res["r"].ids
 
         one()
