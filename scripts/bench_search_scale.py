@@ -30,6 +30,8 @@ every backend) and P@100 (share of the 100 returned items of the query's class).
 load average is recorded beside every timing.
 
 Usage: python scripts/bench_search_scale.py --n 1000000 --classes 1000 --queries 1000 [--skip hnsw]
+       python scripts/bench_search_scale.py --crossover 2000 5000 10000 20000 54000 100000 --classes 1000
+       python scripts/bench_search_scale.py --map-engine --n 1000000 --queries 10000 --classes 100
 """
 
 from __future__ import annotations
@@ -356,6 +358,78 @@ def run_additive(b: Bench):
     gc.collect()
 
 
+# ----------------------------------------------------------------------------- crossover, metric engine
+def run_crossover(args) -> list[dict]:
+    """Hash table (d = 512, s = 1, k = 100) against IndexFlatL2 on its own embedding, 1 thread, per
+    N; the two are timed alternately (twice each, best kept) so that load drifts hit both."""
+    rows = []
+    for n in args.crossover:
+        data = make_data(n, args.queries, args.classes, args.sigma, args.seed)
+        x, xq = data["x"], data["xq"]
+        ib, order = sparse_codes(data, 512, 1)
+        index = HashTableIndex(InvertedHashTable.build(ib), x)
+        flat = _add(faiss.IndexFlatL2(DIM), x)
+        out = {}
+
+        def hash_fn():
+            out["r"] = index.search(order, 1, TOPK, xq)
+
+        best_h, best_f, loads = np.inf, np.inf, []
+        for _ in range(2):
+            t, load = timed(hash_fn, 1)
+            best_h, loads = min(best_h, t), loads + [load]
+            t, load = timed(lambda: flat.search(xq, TOPK), 1)
+            best_f, loads = min(best_f, t), loads + [load]
+        cand = float(out["r"].n_candidates.mean())
+        nq = len(xq)
+        row = {"n": n, "classes": args.classes, "queries": nq, "buckets": 512, "s": 1, "candidates": cand,
+               "qps_hash_1t": nq / best_h, "qps_flat_1t": nq / best_f, "speedup": best_f / best_h,
+               "ns_per_candidate": best_h / (nq * cand) * 1e9, "ns_per_item_flat": best_f / (nq * n) * 1e9,
+               "load_min": min(loads), "load_max": max(loads)}
+        rows.append(row)
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+        del index, flat, data
+        gc.collect()
+    return rows
+
+
+def run_map_engine(args) -> list[dict]:
+    """Metric engine timing: Hamming tie groups of 64-bit codes (Q queries × N items), then mAP@all
+    and mAP@1000, single-label (C classes) and 21-label multi-hot; time and peak RSS growth."""
+    from hashbench.benchmark.metrics import ranking
+
+    rng = np.random.default_rng(args.seed)
+    n, nq = args.n, args.queries
+    rows = []
+    for kind in ("single-label", "multi-hot 21"):
+        if kind == "single-label":
+            y, yq = rng.integers(0, args.classes, n), rng.integers(0, args.classes, nq)
+            centres = np.where(rng.random((args.classes, 64)) < 0.5, 1, -1).astype(np.int8)
+            flip = lambda m: (rng.random((m, 64)) < 0.2)  # noqa: E731
+            db = np.where(flip(n), -centres[y], centres[y]).astype(np.int8)
+            q = np.where(flip(nq), -centres[yq], centres[yq]).astype(np.int8)
+        else:
+            y = (rng.random((n, 21)) < 0.15).astype(np.uint8)
+            yq = (rng.random((nq, 21)) < 0.15).astype(np.uint8)
+            db = np.where(rng.random((n, 64)) < 0.5, 1, -1).astype(np.int8)
+            q = np.where(rng.random((nq, 64)) < 0.5, 1, -1).astype(np.int8)
+        rss0 = peak_rss_gib()
+        t0 = time.perf_counter()
+        nn, r = ranking.hamming_tie_groups(q, db, yq, y)
+        t_groups = time.perf_counter() - t0
+        m_all = float(ranking.mean_average_precision(nn, r, k=None))
+        t_all = time.perf_counter() - t0
+        m_1000 = float(ranking.mean_average_precision(nn, r, k=1000))
+        t_1000 = time.perf_counter() - t0 - t_all + t_groups
+        row = {"n": n, "queries": nq, "bits": 64, "labels": kind, "tie_groups_s": t_groups, "map_all_s": t_all,
+               "map_1000_s": t_1000, "map_all": m_all, "map_1000": m_1000, "peak_rss_gib": peak_rss_gib(),
+               "peak_rss_growth_gib": peak_rss_gib() - rss0, "threads": torch.get_num_threads(),
+               "load": os.getloadavg()[0]}
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
 # ----------------------------------------------------------------------------- output
 def git_revision() -> str:
     try:
@@ -386,7 +460,11 @@ def peak_rss_gib() -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, required=True)
+    ap.add_argument("--n", type=int, default=54_000)
+    ap.add_argument("--crossover", type=int, nargs="*", default=[],
+                    help="instead: hash table (d=512, s=1) vs IndexFlatL2 at these N")
+    ap.add_argument("--map-engine", action="store_true",
+                    help="instead: time the metric engine's mAP@all / mAP@1000 (Q=--queries, N=--n, 64 bits)")
     ap.add_argument("--classes", type=int, default=1000)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--sigma", type=float, default=1.0)
@@ -398,9 +476,15 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=Path("results/scale/runs"))
     ap.add_argument("--tag", default=None)
     args = ap.parse_args(argv)
-    tag = args.tag or f"n{args.n}_c{args.classes}_q{args.queries}"
     torch.set_num_threads(1)
     t0 = time.time()
+    args.git_revision = git_revision()  # of the code that runs (recorded at the start)
+    if args.crossover or args.map_engine:
+        rows = run_crossover(args) if args.crossover else run_map_engine(args)
+        tag = args.tag or ("crossover" if args.crossover else f"map_engine_n{args.n}_q{args.queries}")
+        finish(args, tag, rows, list(rows[0]), {}, t0)
+        return 0
+    tag = args.tag or f"n{args.n}_c{args.classes}_q{args.queries}"
     data = make_data(args.n, args.queries, args.classes, args.sigma, args.seed)
     print(f"data {time.time() - t0:.1f}s", flush=True)
     b = Bench(args, data)
@@ -415,10 +499,15 @@ def main(argv=None):
         fn(b)
         gc.collect()
         print(f"== {name} done in {time.time() - t:.0f}s, peak RSS {peak_rss_gib():.2f} GiB", flush=True)
+    finish(args, tag, b.rows, COLUMNS, skipped, t0)
+    return 0
+
+
+def finish(args, tag: str, rows: list[dict], columns: list[str], skipped: dict, t0: float) -> None:
     import pandas as pd
 
-    table = pd.DataFrame(b.rows, columns=COLUMNS)
-    meta = {"git_revision": git_revision(), "settings": vars(args) | {"out": str(args.out)}, "seed": args.seed,
+    table = pd.DataFrame(rows, columns=columns)
+    meta = {"git_revision": args.git_revision, "settings": vars(args) | {"out": str(args.out)}, "seed": args.seed,
             "host": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                      "faiss": faiss.__version__, "numpy": np.__version__, "torch": torch.__version__},
             "peak_rss_gib": peak_rss_gib(), "wall_s": time.time() - t0, "skipped": skipped,

@@ -104,6 +104,24 @@ def test_cascade_tree_order_equals_loop():
         assert_same(index.search(order, s, k, emb[qi], exclude=qi), ref, True)
 
 
+def test_repeated_probes_equal_loop():
+    """A bucket listed twice in a query's order is a probe that adds nothing (the loop's seen mask)."""
+    rng = np.random.default_rng(13)
+    n, d, D, nq = 400, 10, 4, 30
+    for s in (1, 2):
+        ib, y, home = random_codes(rng, n, d, s)
+        emb = rng.standard_normal((n, D)).astype(np.float32)
+        order = query_orders(rng, nq, d, home, y[:nq])
+        order[:, 1] = order[:, 0]  # the best bucket again
+        order[::3, 3] = order[::3, 2]
+        table = InvertedHashTable.build(ib)
+        for k in (5, 120):
+            ref = search_loop(table, order, s, k, emb[:nq], emb, exclude=np.arange(nq))
+            assert_same(HashTableIndex(table, emb).search(order, s, k, emb[:nq], exclude=np.arange(nq)), ref, True)
+            ref = search_loop(table, order, s, k, exclude=np.arange(nq), keep_candidates=True)
+            assert_same(search(table, order, s, k, exclude=np.arange(nq), keep_candidates=True), ref, False)
+
+
 def test_uncertified_queries_fall_back_exactly():
     """A huge error bound certifies no query whose buckets were truncated: each is re-ranked over
     its full candidate list, and the result is still the reference's."""

@@ -286,6 +286,12 @@ class HashTableIndex:
             R *= 2
         pos = self._positions(order[:, : int(n_buckets.max()) if nq else 0])
         pos[np.arange(pos.shape[1])[None, :] >= n_buckets[:, None]] = -1
+        if pos.shape[1] > 1:  # a bucket probed again adds nothing: keep its first probe only
+            o = np.argsort(pos, axis=1, kind="stable")
+            srt = np.take_along_axis(pos, o, axis=1)
+            again = np.zeros(pos.shape, dtype=bool)
+            again[:, 1:] = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)
+            np.put_along_axis(pos, o, np.where(again, -1, srt), axis=1)
         return pos, n_buckets, counts
 
     # ------------------------------------------------------------------ candidate lists
@@ -386,51 +392,59 @@ class HashTableIndex:
         return SparseSearchResult(ids, dist, counts, n_buckets, ranked, r_d)
 
     def _score_buckets(self, pos: np.ndarray, rq: np.ndarray, kp: int, threads: int):
-        """Per (query, probe) pair, the kp best entries of the probed bucket by the matrix-product
-        distance: positions into ``list_emb`` (nq, R, kp) (-1 padding), their exact distances
-        (:func:`_sq_dist`, +inf padding; computed while the bucket is in cache) and the pair's
-        cut-off (the kp-th matrix-product distance when the bucket held more entries, else +inf):
-        every dropped entry's matrix-product distance is >= the cut-off."""
+        """Every (query, probe) pair's kept entries, flat: (query, probe index, position into
+        ``list_emb``, exact distance :func:`_sq_dist`) and each query's cut-off. A bucket of at most
+        kp entries is kept whole (exact distances of all such pairs in one batch); a larger one is
+        scored against all its queries by one matrix product and its kp best kept, the kp-th
+        matrix-product distance being the pair's cut-off (every dropped entry's is >= it). A
+        query's cut-off is the least over its pairs (+inf if nothing was dropped)."""
         nq, R = pos.shape
-        ent = np.full((nq, R, kp), -1, dtype=np.int64)
-        exact = np.full((nq, R, kp), np.inf, dtype=np.float32)
-        cut = np.full((nq, R), np.inf, dtype=np.float32)
+        cut = np.full(nq, np.inf, dtype=np.float64)
         qq, jj = np.nonzero(pos >= 0)
         lists = pos[qq, jj]
+        offsets = self.table.offsets
+        size = offsets[lists + 1] - offsets[lists]
+        small = size <= kp
+        q, j, n = qq[small], jj[small], size[small]
+        row = np.repeat(np.arange(q.size), n)
+        at = offsets[lists[small]][row] + _segments(np.zeros(q.size, np.int64), n)
+        out = [(q[row], j[row], at, _sq_dist(self.list_emb, at, rq[q[row]]))]
+        qq, jj, lists = qq[~small], jj[~small], lists[~small]
         o = np.argsort(lists, kind="stable")
         qq, jj, lists = qq[o], jj[o], lists[o]
         groups = np.split(np.arange(lists.size), np.flatnonzero(np.diff(lists)) + 1) if lists.size else []
         qn = np.einsum("ij,ij->i", rq, rq)
         rq_m2 = -2.0 * rq  # exact scaling: (-2q)·x == -2(q·x)
-        offsets = self.table.offsets
 
         def score(group_ids):
+            got = []
             for g in group_ids:
                 sel = groups[g]
                 lst, q, j = lists[sel[0]], qq[sel], jj[sel]
                 lo, hi = offsets[lst], offsets[lst + 1]
                 block = self.list_emb[lo:hi]
-                if hi - lo > kp:
-                    dist = rq_m2[q] @ block.T
-                    dist += self.list_sqnorm[lo:hi]
-                    dist += qn[q][:, None]
-                    p = np.argpartition(dist, kp - 1, axis=1)[:, :kp]
-                    cut[q, j] = np.take_along_axis(dist, p[:, kp - 1 :], axis=1)[:, 0]
-                else:
-                    p = np.broadcast_to(np.arange(hi - lo), (q.size, hi - lo))
-                w = p.shape[1]
-                ent[q, j, :w] = lo + p
-                exact[q, j, :w] = _sq_dist(block, p.ravel(), np.repeat(rq[q], w, axis=0)).reshape(q.size, w)
+                dist = rq_m2[q] @ block.T
+                dist += self.list_sqnorm[lo:hi]
+                dist += qn[q][:, None]
+                p = np.argpartition(dist, kp - 1, axis=1)[:, :kp]
+                # a query probes a bucket once (probes() drops repeats): plain indexed update
+                cut[q] = np.minimum(cut[q], np.take_along_axis(dist, p[:, kp - 1 :], axis=1)[:, 0])
+                p = p.ravel()
+                rows = np.repeat(np.arange(q.size), kp)
+                got.append((q[rows], j[rows], lo + p, _sq_dist(block, p, rq[q[rows]])))
+            return got
 
         parts = np.array_split(np.arange(len(groups)), max(1, min(threads, len(groups))))
         if threads > 1 and len(parts) > 1:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(len(parts)) as pool:
-                list(pool.map(score, parts))
+                for got in pool.map(score, parts):
+                    out += got
         else:
-            score(parts[0])
-        return ent, exact, cut
+            out += score(parts[0])
+        q, j, at, d2 = (np.concatenate(x) for x in zip(*out))
+        return q, j, at, d2, cut
 
     def _rerank_topk(self, pos, exclude, counts, rq, k, err, threads) -> tuple[np.ndarray, np.ndarray]:
         """Top k by (distance, first probe holding the item, id): bucket-major BLAS scoring with
@@ -443,36 +457,32 @@ class HashTableIndex:
             return ids, dist
         extra = 1 if (exclude >= 0).any() else 0
         kp = k + extra + max(4, k // 16)
-        ent, exact, cut = self._score_buckets(pos, rq, kp, threads)
+        q, j, at, d2, cut = self._score_buckets(pos, rq, kp, threads)
+        item = self.table.items[at]
+        keep = item != exclude[q]
+        q, j, item, d2 = q[keep], j[keep], item[keep], d2[keep]
+        # one entry per (query, item): the copy of the earliest probe, which is the item's rank (in a
+        # certified query every copy of an item at distance <= the k-th was kept)
+        if self.max_buckets > 1:
+            o = np.lexsort((j, item, q))
+            q, j, item, d2 = q[o], j[o], item[o], d2[o]
+            first = np.ones(q.size, dtype=bool)
+            first[1:] = (q[1:] != q[:-1]) | (item[1:] != item[:-1])
+            q, j, item, d2 = q[first], j[first], item[first], d2[first]
+        o = np.lexsort((d2, q))
+        tie = (q[o][1:] == q[o][:-1]) & (d2[o][1:] == d2[o][:-1])
+        if tie.any():  # equal distances: first probe holding the item, then id
+            o = np.lexsort((item, j, d2, q))
+        q, item, d2 = q[o], item[o], d2[o]
+        cnt = np.bincount(q, minlength=nq)
+        take = np.minimum(cnt, k)
+        src = _segments(np.cumsum(cnt) - cnt, take)
+        row, col = np.repeat(np.arange(nq), take), _segments(np.zeros(nq, np.int64), take)
+        ids[row, col], dist[row, col] = item[src], d2[src]
         bound = err * (dim + 3) * 2.0**-24 * (self.max_norm + np.sqrt(np.einsum("ij,ij->i", rq, rq))) ** 2
-        fallback = []
-        width = R * kp
-        for c in self._chunks(pos, width * 8):
-            e, d2 = ent[c].reshape(c.size, width), exact[c].reshape(c.size, width)
-            valid = e >= 0
-            item = np.where(valid, self.table.items[np.maximum(e, 0)], 0)
-            valid &= item != exclude[c][:, None]
-            # probe index of each entry; an item's rank = its earliest fetched copy's probe (in a
-            # certified query every copy of an item at distance <= the k-th was fetched)
-            rank = np.broadcast_to(np.repeat(np.arange(R), kp), item.shape)
-            if R > 1:  # one entry per item: the copy of the earliest probe
-                key = np.where(valid, item, -1)
-                o = np.lexsort((rank, key), axis=1)
-                srt = np.take_along_axis(key, o, axis=1)
-                dup = np.zeros(item.shape, dtype=bool)
-                dup[:, 1:] = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)
-                np.put_along_axis(valid, o, np.take_along_axis(valid, o, axis=1) & ~dup, axis=1)
-            d2 = np.where(valid, d2, np.inf)
-            o = np.lexsort((item, rank, d2), axis=1)[:, :k]
-            got_d = np.take_along_axis(d2, o, axis=1)
-            got_ids = np.where(np.isfinite(got_d), np.take_along_axis(item, o, axis=1), -1)
-            kk = got_ids.shape[1]
-            ids[c, :kk], dist[c, :kk] = got_ids, got_d
-            kth = got_d[:, -1].astype(np.float64) if kk == k else np.full(c.size, np.inf)
-            t = cut[c].min(1).astype(np.float64)
-            certified = np.isinf(t) | (kth < t - bound[c])
-            fallback.append(c[~certified])
-        fallback = np.concatenate(fallback)
+        kth = np.where(take == k, dist[:, -1].astype(np.float64), np.inf)
+        certified = np.isinf(cut) | (kth < cut - bound)
+        fallback = np.flatnonzero(~certified)
         if fallback.size:
             res = self._rerank_all(pos[fallback], exclude[fallback], None, counts[fallback], rq[fallback], k)
             ids[fallback], dist[fallback] = res.ids, res.dist
