@@ -13,7 +13,7 @@ float32, classes uniform. Codes derived from it, as the methods produce them:
   the query's level scores rank its class's parent and child first for 90 % of the queries;
 - the 64-d embedding itself is the re-ranking space of the tables and the float references'
   space.
-Backends: faiss IndexFlatL2 / IndexHNSWFlat (M 32, efConstruction 40; efSearch swept) /
+Backends: faiss IndexFlatL2 / IndexHNSWFlat (M 16, efConstruction 40; efSearch swept) /
 IndexIVFFlat (nlist ≈ 4√N, power of 2; nprobe swept) on the embedding; the inverted hash table
 (:class:`HashTableIndex`, expansion knob k swept, top 100 returned) and its Python loop
 (``sparse_loop``, on a subset of queries); IndexBinaryFlat / IndexBinaryMultiHash (4 × 16 bits,
@@ -213,7 +213,7 @@ def run_hnsw(b: Bench):
     x, xq = b.data["x"], b.data["xq"]
 
     def make():
-        index = faiss.IndexHNSWFlat(DIM, 32)
+        index = faiss.IndexHNSWFlat(DIM, 16)
         index.hnsw.efConstruction = 40
         index.add(x)
         return index
@@ -228,7 +228,7 @@ def run_hnsw(b: Bench):
 def run_ivf(b: Bench):
     x, xq = b.data["x"], b.data["xq"]
     n = len(x)
-    nlist = int(2 ** np.round(np.log2(4 * np.sqrt(n))))
+    nlist = b.args.nlist or int(2 ** np.round(np.log2(4 * np.sqrt(n))))
 
     def make():
         quant = faiss.IndexFlatL2(DIM)
@@ -473,6 +473,7 @@ def main(argv=None):
     ap.add_argument("--sparsity", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--loop-queries", type=int, default=200, help="queries timed with the Python loop")
     ap.add_argument("--skip", nargs="*", default=[], choices=ALL)
+    ap.add_argument("--nlist", type=int, default=None, help="IVF lists (default: 4·sqrt(N) rounded to a power of 2)")
     ap.add_argument("--out", type=Path, default=Path("results/scale/runs"))
     ap.add_argument("--tag", default=None)
     args = ap.parse_args(argv)
@@ -489,7 +490,7 @@ def main(argv=None):
     print(f"data {time.time() - t0:.1f}s", flush=True)
     b = Bench(args, data)
     runners = {"flat": run_flat, "hash": run_hash, "cascade": run_cascade, "binary": run_binary,
-               "additive": run_additive, "ivf": run_ivf, "hnsw": run_hnsw}
+               "additive": run_additive, "ivf": run_ivf, "hnsw": run_hnsw}  # slowest build last
     skipped = {}
     for name, fn in runners.items():
         if name in args.skip:
@@ -498,8 +499,14 @@ def main(argv=None):
         t = time.time()
         fn(b)
         gc.collect()
+        partial = args.out / f"{tag}.partial.csv"  # progress so far, replaced by the final file
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        import pandas as pd
+
+        pd.DataFrame(b.rows, columns=COLUMNS).to_csv(partial, index=False)
         print(f"== {name} done in {time.time() - t:.0f}s, peak RSS {peak_rss_gib():.2f} GiB", flush=True)
     finish(args, tag, b.rows, COLUMNS, skipped, t0)
+    (args.out / f"{tag}.partial.csv").unlink(missing_ok=True)
     return 0
 
 
