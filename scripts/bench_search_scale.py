@@ -185,6 +185,14 @@ class Bench:
         return ids
 
 
+def sweep(b: "Bench", values: tuple) -> tuple:
+    """The knob values to measure: all of them, or every other one (first and last kept) with
+    --short-sweep (for the large N, where each point costs minutes on the shared machine)."""
+    if not b.args.short_sweep:
+        return values
+    return tuple(dict.fromkeys(values[::2] + values[-1:]))
+
+
 def build(fn):
     """(result, seconds) of a build at all threads."""
     faiss.omp_set_num_threads(os.cpu_count() or 1)
@@ -220,7 +228,7 @@ def run_hnsw(b: Bench):
 
     index, bs = build(make)
     nbytes = faiss_bytes(index)
-    for ef in (16, 32, 64, 128, 256, 512):
+    for ef in sweep(b, (16, 32, 64, 128, 256, 512)):
         index.hnsw.efSearch = ef
         b.point("float", "IndexHNSWFlat", "efSearch", ef, lambda: index.search(xq, TOPK)[1], bs, nbytes)
 
@@ -242,7 +250,7 @@ def run_ivf(b: Bench):
 
     index, bs = build(make)
     nbytes = faiss_bytes(index)
-    for nprobe in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+    for nprobe in sweep(b, (1, 2, 4, 8, 16, 32, 64, 128, 256)):
         if nprobe > nlist:
             break
         index.nprobe = nprobe
@@ -253,7 +261,7 @@ def _hash_points(b: Bench, code: str, name: str, ib: np.ndarray, order: np.ndarr
     x, xq = b.data["x"], b.data["xq"]
     index, bs = build(lambda: HashTableIndex(InvertedHashTable.build(ib), x))
     nbytes = index.memory_bytes()
-    for k in (100, 300, 1000, 3000, 10000):
+    for k in sweep(b, (100, 300, 1000, 3000, 10000)):
         if k > len(x) // 2:
             break
         res = {}
@@ -473,6 +481,7 @@ def main(argv=None):
     ap.add_argument("--sparsity", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--loop-queries", type=int, default=200, help="queries timed with the Python loop")
     ap.add_argument("--skip", nargs="*", default=[], choices=ALL)
+    ap.add_argument("--short-sweep", action="store_true", help="every other knob value (see sweep())")
     ap.add_argument("--nlist", type=int, default=None, help="IVF lists (default: 4·sqrt(N) rounded to a power of 2)")
     ap.add_argument("--out", type=Path, default=Path("results/scale/runs"))
     ap.add_argument("--tag", default=None)
