@@ -238,14 +238,14 @@ def run_ivf(b: Bench):
     n = len(x)
     nlist = b.args.nlist or int(2 ** np.round(np.log2(4 * np.sqrt(n))))
 
+    quant = faiss.IndexFlatL2(DIM)  # kept alive here for the index's lifetime
+
     def make():
-        quant = faiss.IndexFlatL2(DIM)
         index = faiss.IndexIVFFlat(quant, DIM, nlist)
         index.cp.max_points_per_centroid = 32
         index.cp.niter = 10
         index.train(x[: min(n, 32 * nlist)])
         index.add(x)
-        index._quant = quant
         return index
 
     index, bs = build(make)
