@@ -18,7 +18,14 @@ from hashbench.benchmark.search.additive import (
 )
 from hashbench.benchmark.search.binary import MISSING_DIST, BinaryFlatIndex, BinaryHashIndex, pack_bits
 from hashbench.benchmark.search.flat import exact_knn
-from hashbench.benchmark.search.sparse import Candidates, InvertedHashTable, SparseSearchResult, candidates, search
+from hashbench.benchmark.search.sparse import (
+    Candidates,
+    HashTableIndex,
+    InvertedHashTable,
+    SparseSearchResult,
+    candidates,
+    search,
+)
 from hashbench.benchmark.search.timing import time_call
 
 __all__ = [
@@ -26,6 +33,7 @@ __all__ = [
     "BinaryHashIndex",
     "Candidates",
     "FaissAdditiveIndex",
+    "HashTableIndex",
     "InvertedHashTable",
     "MISSING_DIST",
     "SparseSearchResult",
