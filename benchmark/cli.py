@@ -1,4 +1,4 @@
-"""Command line: ``hashbench {run,evaluate,list,report,regress}`` (also ``python -m hashbench``).
+"""Command line: ``hashbench {run,evaluate,list,report,regress,sweep}`` (also ``python -m hashbench``).
 
 Bad input (unknown method/dataset/protocol/backbone, impossible bits, missing data or weights,
 a NaN loss) ends with one ``error:`` line and exit status 2, never a traceback.
@@ -13,6 +13,8 @@ import warnings
 from pathlib import Path
 
 ERROR_EXIT = 2
+#: ``run --resume`` found another live process running the same run (EX_TEMPFAIL): nothing was done.
+BUSY_EXIT = 75
 
 
 def _ints(text: str) -> list[int]:
@@ -46,11 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-speed", action="store_true", help="skip wall-clock speed measurements")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="Lightning's progress bar (default: on when stderr is a terminal)")
+    r.add_argument("--resume", action="store_true",
+                   help="skip runs already finished under --out (same identity); continue a killed one from "
+                        "its last checkpoint; leave a run another process is running alone")
 
     e = sub.add_parser("evaluate", help="recompute metrics of a run from its codes.npz (no retraining)")
     e.add_argument("run_dirs", nargs="+", type=Path)
 
     sub.add_parser("list", help="registered methods, datasets with protocols, backbones")
+
+    from hashbench.benchmark.sweep.cli import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
 
     rep = sub.add_parser("report", help="aggregate run directories into tables and figures")
     rep.add_argument("run_dirs", nargs="+", type=Path)
@@ -105,6 +114,7 @@ def cmd_run(args) -> int:
     from hashbench import methods
     from hashbench.benchmark import report
     from hashbench.benchmark.config import parse_overrides, resolve_config, split_config
+    from hashbench.benchmark.resume import RunBusyError
     from hashbench.benchmark.runner import RunRequest, load_data, run_one
 
     names = methods.available() if args.method == "all" else [m.strip() for m in args.method.split(",") if m.strip()]
@@ -129,7 +139,7 @@ def cmd_run(args) -> int:
     loaded = load_data(args.dataset, args.protocol, args.split_seed, args.data_root, args.download)
     print(f"# {args.dataset} / {loaded.protocol.name}: " + ", ".join(f"{k} {v}" for k, v in loaded.split.sizes().items()),
           file=sys.stderr)
-    frames = []
+    frames, busy = [], []
     for name in names:
         for bits in allowed[name]:
             for seed in args.seeds:
@@ -137,8 +147,14 @@ def cmd_run(args) -> int:
                                  split_seed=args.split_seed, epochs=args.epochs, backbone=args.backbone,
                                  variant=args.variant, overrides=overrides, device=args.device, devices=args.devices,
                                  out_dir=args.out, data_root=args.data_root, speed=not args.no_speed,
-                                 progress=sys.stderr.isatty() if args.progress is None else args.progress)
-                path, frame = run_one(req, loaded)
+                                 progress=sys.stderr.isatty() if args.progress is None else args.progress,
+                                 resume=args.resume)
+                try:
+                    path, frame = run_one(req, loaded)
+                except RunBusyError as err:
+                    print(f"  {name:<12} {bits:>3} bits  seed {seed}  skipped: {err}", file=sys.stderr)
+                    busy.append(err)
+                    continue
                 if frame.empty:  # a DDP worker process: rank 0 reports
                     continue
                 print(f"  {name:<12} {bits:>3} bits  seed {seed}  -> {path}", file=sys.stderr)
@@ -148,10 +164,10 @@ def cmd_run(args) -> int:
     import pandas as pd
 
     if not frames:
-        return 0
+        return BUSY_EXIT if busy else 0
     table = report.comparison_table(pd.concat(frames, ignore_index=True))
     print(table)
-    return 0
+    return BUSY_EXIT if busy else 0
 
 
 def cmd_evaluate(args) -> int:
@@ -313,8 +329,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from hashbench.benchmark.train import NonFiniteLossError
 
+    from hashbench.benchmark.sweep.cli import cmd_sweep
+
     handlers = {"run": cmd_run, "evaluate": cmd_evaluate, "list": cmd_list, "report": cmd_report,
-                "regress": cmd_regress}
+                "regress": cmd_regress, "sweep": cmd_sweep}
     try:
         return handlers[args.command](args)
     except (MissingDataError, MissingWeightsError, NonFiniteLossError, ValueError, FileNotFoundError) as err:
