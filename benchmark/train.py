@@ -1,6 +1,7 @@
 """Training with Lightning: the Trainer, validation-split model selection, and a NaN guard."""
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -115,12 +116,15 @@ class RngState(Callback):
     def state_dict(self) -> dict[str, Any]:
         gens = {k: (g.get_state() if isinstance(g, torch.Generator) else g.bit_generator.state)
                 for k, g in self._generators().items()}
-        return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate(),
-                "loader": gens}
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        # plain types only: Lightning loads checkpoints with torch.load(weights_only=True)
+        return {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+                "random": random.getstate(), "loader": gens}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         torch.set_rng_state(state["torch"])
-        np.random.set_state(state["numpy"])
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
         random.setstate(state["random"])
         for k, g in self._generators().items():
             if k in state["loader"]:
@@ -202,7 +206,11 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
     )
     resumed_epoch = None
     if resume_from is not None:
-        resumed_epoch = int(torch.load(resume_from, map_location="cpu", weights_only=False)["epoch"])
+        try:
+            resumed_epoch = int(torch.load(resume_from, map_location="cpu", weights_only=False)["epoch"])
+        except Exception as err:  # noqa: BLE001  (killed while Lightning was writing it)
+            logging.getLogger("hashbench").warning("%s is unreadable (%s): training starts over", resume_from, err)
+            resume_from = None
     trainer.fit(method, train_dataloaders=train_loader, ckpt_path=str(resume_from) if resume_from else None)
     best = None
     if ckpt is not None and ckpt.best_model_path:
