@@ -1,4 +1,4 @@
-"""Command line: ``hashbench {run,evaluate,list,report,regress}`` (also ``python -m hashbench``).
+"""Command line: ``hashbench {run,evaluate,list,report,regress,sweep}`` (also ``python -m hashbench``).
 
 Bad input (unknown method/dataset/protocol/backbone, impossible bits, missing data or weights,
 a NaN loss) ends with one ``error:`` line and exit status 2, never a traceback.
@@ -14,6 +14,8 @@ import warnings
 from pathlib import Path
 
 ERROR_EXIT = 2
+#: ``run --resume`` found another live process running the same run (EX_TEMPFAIL): nothing was done.
+BUSY_EXIT = 75
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,11 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "tensorboard -> <run>/tensorboard/, mlflow -> <out>/mlruns or $MLFLOW_TRACKING_URI")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="Lightning's progress bar (default: on when stderr is a terminal)")
+    r.add_argument("--resume", action="store_true",
+                   help="skip runs already finished under --out (same identity); continue a killed one from "
+                        "its last checkpoint; leave a run another process is running alone")
 
     e = sub.add_parser("evaluate", help="recompute metrics of a run from its codes.npz (no retraining)")
     e.add_argument("run_dirs", nargs="+", type=_path)
 
     sub.add_parser("list", help="registered methods, datasets with protocols, backbones")
+
+    from hashbench.benchmark.sweep.cli import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
 
     rep = sub.add_parser("report", help="aggregate run directories into tables and figures")
     rep.add_argument("run_dirs", nargs="+", type=_path)
@@ -154,6 +163,7 @@ def cmd_run(args) -> int:
     from hashbench.benchmark.config import resolve_config, scoped_overrides, split_config
     from hashbench.benchmark.config_check import check_method_config
     from hashbench.benchmark.loggers import check as check_loggers
+    from hashbench.benchmark.resume import RunBusyError
     from hashbench.benchmark.runner import RunRequest, load_data, run_one
     from hashbench.benchmark.train import accelerator_for
     from hashbench.datasets import get_dataset
@@ -191,7 +201,7 @@ def cmd_run(args) -> int:
     loaded = load_data(args.dataset, args.protocol, args.split_seed, args.data_root, args.download)
     print(f"# {args.dataset} / {loaded.protocol.name}: " + ", ".join(f"{k} {v}" for k, v in loaded.split.sizes().items()),
           file=sys.stderr)
-    frames = []
+    frames, busy = [], []
     for name in names:
         for bits in allowed[name]:
             for seed in args.seeds:
@@ -200,8 +210,13 @@ def cmd_run(args) -> int:
                                  variant=args.variant, overrides=scoped.for_method(name), device=args.device, devices=args.devices,
                                  out_dir=args.out, data_root=args.data_root, speed=not args.no_speed,
                                  progress=sys.stderr.isatty() if args.progress is None else args.progress,
-                                 loggers=loggers)
-                path, frame = run_one(req, loaded)
+                                 loggers=loggers, resume=args.resume)
+                try:
+                    path, frame = run_one(req, loaded)
+                except RunBusyError as err:
+                    print(f"  {name:<12} {bits:>3} bits  seed {seed}  skipped: {err}", file=sys.stderr)
+                    busy.append(err)
+                    continue
                 if frame.empty:  # a DDP worker process: rank 0 reports
                     continue
                 print(f"  {name:<12} {bits:>3} bits  seed {seed}  -> {path}", file=sys.stderr)
@@ -211,10 +226,10 @@ def cmd_run(args) -> int:
     import pandas as pd
 
     if not frames:
-        return 0
+        return BUSY_EXIT if busy else 0
     table = report.comparison_table(pd.concat(frames, ignore_index=True))
     print(table)
-    return 0
+    return BUSY_EXIT if busy else 0
 
 
 def cmd_evaluate(args) -> int:
@@ -380,8 +395,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from hashbench.benchmark.train import NonFiniteLossError
 
+    from hashbench.benchmark.sweep.cli import cmd_sweep
+
     handlers = {"run": cmd_run, "evaluate": cmd_evaluate, "list": cmd_list, "report": cmd_report,
-                "regress": cmd_regress}
+                "regress": cmd_regress, "sweep": cmd_sweep}
     try:
         return handlers[args.command](args)
     except (MissingDataError, MissingWeightsError, NonFiniteLossError, ValueError, FileNotFoundError) as err:

@@ -137,6 +137,18 @@ def resolve_config(method: str, dataset: str, variant: str | None = None,
     return cfg
 
 
+def run_config(method: str, dataset: str, variant: str | None = None, overrides: dict[str, Any] | None = None,
+               epochs: int | None = None, backbone: str | None = None) -> dict[str, Any]:
+    """The config one run trains with: :func:`resolve_config` with the request's ``--epochs`` and
+    ``--backbone`` applied (its hash is part of the run's identity)."""
+    cfg = resolve_config(method, dataset, variant, overrides)
+    if epochs is not None:
+        cfg["epochs"] = int(epochs)
+    if backbone is not None:
+        cfg["backbone"] = backbone
+    return cfg
+
+
 def split_config(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(harness settings, method constructor kwargs)."""
     harness = {k: cfg[k] for k in HARNESS_KEYS if k in cfg}

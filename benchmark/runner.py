@@ -23,8 +23,8 @@ from hashbench import datasets as dataset_registry
 from hashbench import methods as method_registry
 from hashbench.benchmark import data as data_mod
 from hashbench.benchmark import loggers as loggers_mod
-from hashbench.benchmark import store
-from hashbench.benchmark.config import resolve_config, split_config
+from hashbench.benchmark import resume, store
+from hashbench.benchmark.config import run_config, split_config
 from hashbench.benchmark.evaluate import DEFAULT_MAP, EvalInputs, evaluate, ranking_metrics, map_name
 from hashbench.benchmark.train import encode_batches, fit
 from hashbench.methods.backbones import build_backbone
@@ -54,6 +54,7 @@ class RunRequest:
     progress: bool = False
     #: Lightning loggers (:mod:`hashbench.benchmark.loggers`): csv (always), tensorboard, mlflow
     loggers: list[str] = field(default_factory=lambda: ["csv"])
+    resume: bool = False  # idempotent + resumable: see benchmark.resume
 
 
 @dataclass
@@ -91,16 +92,40 @@ def _query_in_database(split) -> np.ndarray | None:
     return where if (where >= 0).any() else None
 
 
+def request_identity(req: RunRequest, protocol: str) -> str:
+    """The run identity (:func:`benchmark.resume.run_identity`) of ``req`` under ``protocol``."""
+    cfg = run_config(req.method, req.dataset, req.variant, req.overrides, req.epochs, req.backbone)
+    return resume.run_identity(req.method, req.dataset, protocol, req.bits, req.seed, req.split_seed,
+                               store.config_hash(cfg))
+
+
 def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd.DataFrame]:
-    """Run one (method, dataset, protocol, bits, seed); returns (run directory, metrics table)."""
-    cls = method_registry.get_method(req.method)
+    """Run one (method, dataset, protocol, bits, seed); returns (run directory, metrics table).
+
+    With ``req.resume``: a finished run of the same identity under ``req.out_dir`` is returned as
+    it is; otherwise the identity is claimed (:class:`~benchmark.resume.RunBusyError` when another
+    process holds it) and training continues from a killed attempt's last checkpoint."""
     loaded = loaded or load_data(req.dataset, req.protocol, req.split_seed, req.data_root)
+    if not req.resume:
+        return _run(req, loaded, None)
+    identity = request_identity(req, loaded.protocol.name)
+    if resume.launcher_rank() != 0:  # a DDP worker: rank 0 claims and writes
+        return _run(req, loaded, identity)
+    done = resume.finished_runs(req.out_dir).get(identity)
+    if done is None:
+        with resume.Claim(req.out_dir, identity):
+            done = resume.finished_runs(req.out_dir).get(identity)  # finished while we waited for the lock
+            if done is None:
+                return _run(req, loaded, identity)
+    log.info("%s: finished run of the same identity %s exists, not rerun", done, identity)
+    return done, pd.read_csv(done / "metrics.csv", keep_default_na=False, na_values=["nan", "NaN"])
+
+
+def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Path, pd.DataFrame]:
+    """:func:`run_one`'s work; ``identity`` set: resumable (a fixed hidden directory, last checkpoints)."""
+    cls = method_registry.get_method(req.method)
     data, split, proto = loaded.data, loaded.split, loaded.protocol
-    cfg = resolve_config(req.method, loaded.name, req.variant, req.overrides)
-    if req.epochs is not None:
-        cfg["epochs"] = int(req.epochs)
-    if req.backbone is not None:
-        cfg["backbone"] = req.backbone
+    cfg = run_config(req.method, loaded.name, req.variant, req.overrides, req.epochs, req.backbone)
     harness, hparams = split_config(cfg)
     cls.check_bits(req.bits, **hparams)
     ref_name, ref_size = data_mod.default_backbone(data)
@@ -141,7 +166,9 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
 
     name = "_".join([store.now_stamp().replace(":", ""), req.method, store.name_part(loaded.name), proto.name,
                      f"{req.bits}b", f"s{req.seed}"])
-    writer = store.RunWriter(Path(req.out_dir), name)
+    owner = identity is not None and resume.launcher_rank() == 0
+    writer = resume.ResumableRunWriter(Path(req.out_dir), name, identity) if owner else store.RunWriter(Path(req.out_dir), name)
+    resume_from = resume.last_checkpoint(req.out_dir, identity) if identity is not None else None
     trackers = []
     try:
         trackers = loggers_mod.make(loggers_mod.check(req.loggers), writer.path, name, Path(req.out_dir))
@@ -167,12 +194,14 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
                 torch.set_num_threads(1)
             try:
                 train_info = fit(method, loader, writer.path, int(harness["epochs"]), req.device, req.devices,
-                                 score_fn, progress=req.progress, loggers=trackers)
+                                 score_fn, progress=req.progress, loggers=trackers, resume_from=resume_from,
+                                 save_last=identity is not None)
             finally:
                 torch.set_num_threads(threads)
             if train_info["global_rank"] != 0:  # DDP worker: rank 0 evaluates and writes the run
                 writer.abort()
                 return writer.path, pd.DataFrame()
+            (writer.path / resume.LAST_CHECKPOINT).unlink(missing_ok=True)  # scratch for resuming only
             method.fit_after_training(eval_loader(split.train), req.seed)
         else:
             method.fit_closed_form(features[split.train], data.labels[split.train], req.seed)
@@ -212,6 +241,7 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
         if not np.isfinite(metrics["value"].to_numpy(dtype=float)).any():
             raise RuntimeError("no finite metric was produced")
         writer.write_yaml("config.yaml", {
+            "identity": identity or request_identity(req, proto.name),
             "request": {k: (str(v) if isinstance(v, Path) else v) for k, v in req.__dict__.items()},
             "resolved": cfg, "backbone": backbone_name, "image_size": image_size,
             "reference_features": f"{ref_name}@{ref_size}" if ref_size else ref_name, "frozen": frozen, "code_type": cls.code_type,
@@ -232,7 +262,8 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
         try:
             loggers_mod.finalize(trackers, "failed")
         finally:
-            writer.abort()
+            if not isinstance(writer, resume.ResumableRunWriter):  # a resumable one is kept for the rerun
+                writer.abort()
         raise
     return path, metrics
 

@@ -1,7 +1,9 @@
 """Training with Lightning: the Trainer, validation-split model selection, and a NaN guard."""
 from __future__ import annotations
 
+import logging
 import math
+import random
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -79,6 +81,12 @@ class EpochTimer(Callback):
         self._samples += int(len(x))
         self._t_last = time.perf_counter()
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs": list(self.epochs)}  # a resumed run keeps the epochs timed before the kill
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epochs = list(state.get("epochs", []))
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         seconds = self._t_last - self._t0
         row: dict[str, Any] = {"epoch": int(trainer.current_epoch), "seconds": round(seconds, 4),
@@ -89,6 +97,45 @@ class EpochTimer(Callback):
         for name, total in (getattr(pl_module, "timers", {}) or {}).items():
             row[f"{name}_seconds"] = round(float(total) - float(self._timers0.get(name, 0.0)), 4)
         self.epochs.append(row)
+
+
+class RngState(Callback):
+    """Carries the random state across a resume: the checkpoint keeps the global generators
+    (torch, numpy, random) and the training loader's own generators (its shuffling), so a run
+    continued from its last checkpoint draws what the uninterrupted run would have drawn."""
+
+    def __init__(self, loader) -> None:
+        self.loader = loader
+
+    def _generators(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for owner in ("sampler", "batch_sampler"):
+            obj = getattr(self.loader, owner, None)
+            for attr in ("generator", "rng"):
+                gen = getattr(obj, attr, None)
+                if isinstance(gen, (torch.Generator, np.random.Generator)):
+                    found[f"{owner}.{attr}"] = gen
+        return found
+
+    def state_dict(self) -> dict[str, Any]:
+        gens = {k: (g.get_state() if isinstance(g, torch.Generator) else g.bit_generator.state)
+                for k, g in self._generators().items()}
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        # plain types only: Lightning loads checkpoints with torch.load(weights_only=True)
+        return {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+                "random": random.getstate(), "loader": gens}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+        random.setstate(state["random"])
+        for k, g in self._generators().items():
+            if k in state["loader"]:
+                if isinstance(g, torch.Generator):
+                    g.set_state(state["loader"][k])
+                else:
+                    g.bit_generator.state = state["loader"][k]
 
 
 def throughput_by_stage(epochs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -126,29 +173,53 @@ def accelerator_for(device: str) -> str:
 
 def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, device: str, devices: int,
         score_fn: Callable[[pl.LightningModule], float] | None, val_every: int = 1,
-        progress: bool = True, loggers: list | None = None) -> dict[str, Any]:
+        progress: bool = True, loggers: list | None = None, resume_from: Path | None = None,
+        save_last: bool = False) -> dict[str, Any]:
     """Train ``method`` for ``epochs`` epochs; keep the checkpoint with the best validation mAP
-    and load it back. ``loggers``: Lightning loggers (default: the CSV log ``<run>/logs/``; see
-    :mod:`hashbench.benchmark.loggers`). Returns ``{"best_score", "best_checkpoint", "accelerator", "global_step",
-    "global_rank", "epochs", "throughput"}`` (per-epoch timing from :class:`EpochTimer`)."""
+    and load it back. Returns ``{"best_score", "best_checkpoint", "accelerator", "global_step",
+    "global_rank", "epochs", "throughput", "resumed_from_epoch"}`` (per-epoch timing from
+    :class:`EpochTimer`).
+
+    ``loggers``: Lightning loggers (default: the CSV log ``<run>/logs/``; see
+    :mod:`hashbench.benchmark.loggers`). ``devices > 1`` trains with Lightning's DDP, on GPUs
+    (NCCL) or on CPU processes (gloo). ``save_last`` writes ``checkpoints/last.ckpt`` after every
+    epoch (with the random state, :class:`RngState`); ``resume_from`` continues from such a
+    checkpoint."""
     accelerator = accelerator_for(device)
     timer = EpochTimer()
-    callbacks: list[Callback] = [NonFiniteLossGuard(), timer]
-    ckpt = None
+    callbacks: list[Callback] = [NonFiniteLossGuard(), timer, RngState(train_loader)]
+    ckpt = last = None
     if score_fn is not None:
         callbacks.append(ValidationRetrieval(score_fn, val_every))
         ckpt = ModelCheckpoint(dirpath=run_path / "checkpoints", filename="best-{epoch}", monitor=VAL_METRIC,
-                               mode="max", save_top_k=1, save_on_train_epoch_end=True)
+                               mode="max", save_top_k=1, save_on_train_epoch_end=True, save_last=save_last)
         callbacks.append(ckpt)
+    elif save_last:
+        last = ModelCheckpoint(dirpath=run_path / "checkpoints", save_top_k=0, save_last=True,
+                               save_on_train_epoch_end=True)
+        callbacks.append(last)
+    strategy: Any = "auto"
+    if devices > 1:
+        from pytorch_lightning.strategies import DDPStrategy
+
+        # one process per device (also across SLURM nodes through Lightning's own environment
+        # detection); on CPU the processes talk through gloo
+        strategy = DDPStrategy(process_group_backend="gloo" if accelerator == "cpu" else "nccl")
     trainer = pl.Trainer(
-        # devices > 1 → Lightning's DDP (also across SLURM nodes through its own environment detection)
-        max_epochs=epochs, accelerator=accelerator, devices=devices if accelerator != "cpu" else 1,
+        max_epochs=epochs, accelerator=accelerator, devices=devices, strategy=strategy,
         logger=loggers if loggers else CSVLogger(str(run_path), name="logs", version=""), callbacks=callbacks,
-        enable_checkpointing=ckpt is not None, deterministic=accelerator == "cpu",
+        enable_checkpointing=ckpt is not None or last is not None, deterministic=accelerator == "cpu",
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
         num_sanity_val_steps=0,
     )
-    trainer.fit(method, train_dataloaders=train_loader)
+    resumed_epoch = None
+    if resume_from is not None:
+        try:
+            resumed_epoch = int(torch.load(resume_from, map_location="cpu", weights_only=False)["epoch"])
+        except Exception as err:  # noqa: BLE001  (killed while Lightning was writing it)
+            logging.getLogger("hashbench").warning("%s is unreadable (%s): training starts over", resume_from, err)
+            resume_from = None
+    trainer.fit(method, train_dataloaders=train_loader, ckpt_path=str(resume_from) if resume_from else None)
     best = None
     if ckpt is not None and ckpt.best_model_path:
         state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)
@@ -162,7 +233,7 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
     return {"best_score": best, "best_checkpoint": best_path,
             "accelerator": accelerator, "global_step": int(trainer.global_step),
             "global_rank": int(trainer.global_rank), "epochs": timer.epochs,
-            "throughput": throughput_by_stage(timer.epochs)}
+            "throughput": throughput_by_stage(timer.epochs), "resumed_from_epoch": resumed_epoch}
 
 
 def encode_batches(method, loader, device: str = "cpu") -> tuple[dict[str, np.ndarray], np.ndarray]:
