@@ -241,26 +241,19 @@ class DRQ(HashingMethod):
         final = self.stage(self.total_epochs() - 1)
         return self.stage(epoch) == final and final != 0
 
-    def training_step(self, batch, batch_idx: int):
-        """One manual-optimisation step of the current stage (see the module docstring)."""
-        stage = self.stage(self.current_epoch)
-        self.log("train/stage", float(stage), on_step=True, on_epoch=False)
-        if stage == 0:
-            return None
+    def training_loss(self, feats: torch.Tensor, z9: torch.Tensor, y: torch.Tensor, stage: int,
+                      full: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, logged parts) of one training step of ``stage`` (1, 2, 3) on the features
+        ``x = [z8, z9]`` of a batch with 0/1 labels ``y``: ``semantic_weight·ℓ_s(tanh z9) +
+        triplet_weight·ℓ_t(x)``, plus from stage 2 on the codebook objective on x (detached
+        unless ``end_to_end``): stage A's first-step losses, or with ``full`` (odd batches of
+        stage 3) stage B's full losses over every step."""
         hp = self.hparams
-        x, y = batch
-        opt_enc, opt_a, opt_b = self.optimizers()
-        sch_enc, sch_a, sch_b = self.lr_schedulers()
-        feats, z9 = self.features(x)
         l_sem = L.adaptive_margin_loss(torch.tanh(z9), y, self.class_vectors)
         l_tri = L.semihard_triplet_loss(feats, y, hp.triplet_margin)
         loss = hp.semantic_weight * l_sem + hp.triplet_weight * l_tri
         logs = {"train/loss_semantic": l_sem, "train/loss_triplet": l_tri}
-
-        codebook_opt = None
         if stage >= 2:
-            full = stage == 3 and batch_idx % 2 == 1
-            codebook_opt, codebook_sch = (opt_b, sch_b) if full else (opt_a, sch_a)
             qx = feats if hp.end_to_end else feats.detach()
             m = self.n_steps if full else 1
             q = recurrent_quantize(qx, self.codebook, self.scales()[:m])
@@ -269,6 +262,23 @@ class DRQ(HashingMethod):
             tag = "B" if full else "A"
             logs.update({f"train/E_soft_{tag}": obj["soft"], f"train/E_hard_{tag}": obj["hard"],
                          f"train/E_joint_{tag}": obj["joint"], f"train/loss_codebook_{tag}": obj["loss"]})
+        return loss, logs
+
+    def training_step(self, batch, batch_idx: int):
+        """One manual-optimisation step of the current stage (see the module docstring)."""
+        stage = self.stage(self.current_epoch)
+        self.log("train/stage", float(stage), on_step=True, on_epoch=False)
+        if stage == 0:
+            return None
+        x, y = batch
+        opt_enc, opt_a, opt_b = self.optimizers()
+        sch_enc, sch_a, sch_b = self.lr_schedulers()
+        feats, z9 = self.features(x)
+        full = stage == 3 and batch_idx % 2 == 1
+        loss, logs = self.training_loss(feats, z9, y, stage, full)
+        codebook_opt = None
+        if stage >= 2:
+            codebook_opt, codebook_sch = (opt_b, sch_b) if full else (opt_a, sch_a)
 
         for opt in (opt_enc, opt_a, opt_b):
             opt.zero_grad()
