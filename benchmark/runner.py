@@ -25,7 +25,7 @@ from hashbench.benchmark import data as data_mod
 from hashbench.benchmark import store
 from hashbench.benchmark.config import resolve_config, split_config
 from hashbench.benchmark.evaluate import DEFAULT_MAP, EvalInputs, evaluate, ranking_metrics, map_name
-from hashbench.benchmark.train import encode_batches, fit
+from hashbench.benchmark.train import encode_batches, fit, set_layout
 from hashbench.methods.backbones import build_backbone
 
 log = logging.getLogger("hashbench")
@@ -51,6 +51,8 @@ class RunRequest:
     data_root: str | None = None
     speed: bool = True
     progress: bool = False
+    #: train and encode only: the run keeps ``codes.npz`` and no metrics (``hashbench evaluate`` adds them)
+    encode_only: bool = False
 
 
 @dataclass
@@ -114,7 +116,7 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
     # the reference backbone); a fine-tuned run without speed rows extracts none.
     same_as_reference = (backbone_name, image_size) == (ref_name, ref_size)
     reference = data_mod.compute_features(loaded.name, data, build(ref_name, ref_size), device=device) \
-        if req.speed or (frozen and same_as_reference) else None
+        if (req.speed and not req.encode_only) or (frozen and same_as_reference) else None
     features = None
     if frozen:
         features = reference if same_as_reference else \
@@ -127,7 +129,8 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
         item = lambda idx: torch.from_numpy(features[idx])  # noqa: E731
     else:
         method_backbone = build(backbone_name, image_size)
-        item = lambda idx, aug=False: data_mod.ImageItems(data, idx, method_backbone.input_spec, augment=aug)  # noqa: E731
+        item = data_mod.image_items(loaded.name, data, method_backbone.input_spec, harness, req.seed,
+                                    device if req.devices == 1 else "cpu")
     extra: dict[str, Any] = {}
     if "class_vectors" in inspect.signature(cls.__init__).parameters and "class_vectors" not in hparams:
         from hashbench.datasets.wordvec import class_word_vectors
@@ -146,7 +149,7 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
         train_info: dict[str, Any] = {}
         t1 = time.time()
         if cls.requires_training:
-            train_x = item(split.train) if frozen else item(split.train, aug=bool(harness["augment"]))
+            train_x = item(split.train) if frozen else item(split.train, aug=harness["augment"])
             loader = data_mod.make_loader(train_x, data.labels[split.train], bs, True, req.seed, harness["sampler"],
                                           harness["classes_per_batch"], harness["images_per_class"], harness["num_workers"])
             method.on_training_data(data.labels[split.train])
@@ -159,8 +162,9 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
                 # many times faster on a busy one (measured: DRQ on digits 7 s vs 105 s).
                 torch.set_num_threads(1)
             try:
+                set_layout(method, bool(harness["channels_last"]), bool(harness["compile"]))
                 train_info = fit(method, loader, writer.path, int(harness["epochs"]), req.device, req.devices,
-                                 score_fn, progress=req.progress)
+                                 score_fn, progress=req.progress, precision=str(harness["precision"]))
             finally:
                 torch.set_num_threads(threads)
             if train_info["global_rank"] != 0:  # DDP worker: rank 0 evaluates and writes the run
@@ -174,7 +178,6 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
         q_codes, q_emb = encode_batches(method, eval_loader(split.query), device)
         db_codes, db_emb = encode_batches(method, eval_loader(split.database), device)
         method.to("cpu")
-        rows, per_query, curves = [], {}, {}
         inputs = EvalInputs(
             code_type=cls.code_type, query=q_codes, database=db_codes,
             query_labels=data.labels[split.query], database_labels=data.labels[split.database],
@@ -184,15 +187,6 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
             database_features=None if reference is None else reference[split.database],
             query_in_database=_query_in_database(split), rerank=getattr(method, "reranks", True))
         map_at = _map_cutoff(harness["map_at"], proto, len(split.database))
-        for bits, opts in method.evaluation_lengths().items():
-            prefix = opts.get("prefix")  # additive codes: evaluate the first `prefix` steps
-            res = evaluate(inputs, bits, map_at, data.labels.shape[1], req.seed, prefix=prefix, speed=req.speed)
-            rows += res.rows
-            per_query.update({f"{k}|bits={bits}": v for k, v in res.per_query.items()})
-            curves[str(bits)] = res.curves
-        rows.append((req.bits, "train_seconds", {}, train_seconds))
-        rows.append((req.bits, "feature_seconds", {"cached": "see log"}, feature_seconds))
-
         context = {
             "method": req.method, "dataset": loaded.name, "protocol": proto.name,
             "backbone": f"{backbone_name}{f'@{image_size}' if image_size else ''}{'(frozen)' if frozen else ''}",
@@ -200,17 +194,30 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
             "git_revision": store.git_revision(), "config_hash": store.config_hash(cfg),
             "hardware": store.hardware_description(device), "timestamp": store.now_stamp(),
         }
-        metrics = store.metric_rows(context, rows)
-        if not np.isfinite(metrics["value"].to_numpy(dtype=float)).any():
-            raise RuntimeError("no finite metric was produced")
-        writer.write_yaml("config.yaml", {
+        config = {
             "request": {k: (str(v) if isinstance(v, Path) else v) for k, v in req.__dict__.items()},
             "resolved": cfg, "backbone": backbone_name, "image_size": image_size,
             "reference_features": f"{ref_name}@{ref_size}" if ref_size else ref_name, "frozen": frozen, "code_type": cls.code_type,
             "map_at": map_at, "evaluation_lengths": {int(b): dict(o) for b, o in method.evaluation_lengths().items()},
             "map_variant_default": DEFAULT_MAP, "training": train_info,
             "data_source": data.source, "device": device,
-            "method_hparams": _plain(dict(getattr(method, "hparams", {}) or {}))})
+            "method_hparams": _plain(dict(getattr(method, "hparams", {}) or {}))}
+        if req.encode_only:
+            # metrics later, anywhere: `hashbench evaluate` reads the context and timings kept here
+            config["encode_only"] = {"context": context, "train_seconds": train_seconds,
+                                     "feature_seconds": feature_seconds}
+            writer.write_yaml("config.yaml", config)
+            writer.write_json("split.json", {"protocol": proto.name, "description": proto.description,
+                                             "split_seed": req.split_seed, "sizes": split.sizes(), "sha256": split.sha256()})
+            writer.write_npz("codes.npz", **codes_npz(cls.code_type, q_codes, db_codes, inputs, method))
+            return writer.commit(), pd.DataFrame()
+        rows, per_query, curves = evaluate_lengths(inputs, method.evaluation_lengths(), map_at,
+                                                   data.labels.shape[1], req.seed, req.speed)
+        rows += timing_rows(req.bits, train_seconds, feature_seconds)
+        metrics = store.metric_rows(context, rows)
+        if not np.isfinite(metrics["value"].to_numpy(dtype=float)).any():
+            raise RuntimeError("no finite metric was produced")
+        writer.write_yaml("config.yaml", config)
         writer.write_json("split.json", {"protocol": proto.name, "description": proto.description,
                                          "split_seed": req.split_seed, "sizes": split.sizes(), "sha256": split.sha256()})
         writer.write_frame("metrics.csv", metrics)
@@ -222,6 +229,53 @@ def run_one(req: RunRequest, loaded: LoadedData | None = None) -> tuple[Path, pd
         writer.abort()
         raise
     return path, metrics
+
+
+def evaluate_lengths(inputs: EvalInputs, lengths: dict[int, dict[str, Any]], map_at: int | None, n_classes: int,
+                     seed: int, speed: bool) -> tuple[list[tuple], dict[str, np.ndarray], dict[str, Any]]:
+    """(metric rows, per-query arrays, curves) of every code length a trained method serves
+    (``lengths``: ``method.evaluation_lengths()``; additive codes evaluate a ``prefix``)."""
+    rows, per_query, curves = [], {}, {}
+    for bits, opts in lengths.items():
+        res = evaluate(inputs, int(bits), map_at, n_classes, seed, prefix=opts.get("prefix"), speed=speed)
+        rows += res.rows
+        per_query.update({f"{k}|bits={bits}": v for k, v in res.per_query.items()})
+        curves[str(bits)] = res.curves
+    return rows, per_query, curves
+
+
+def evaluate_encoded_run(run: Path) -> Path:
+    """Add the metrics to a run written with ``encode_only``: every metric (speed rows excepted:
+    they need the reference features) from its ``codes.npz``, the context and timings kept in its
+    ``config.yaml``; writes ``per_query.npz``, ``curves.json`` and, last, ``metrics.csv`` (each
+    atomically), the same files a normal run with ``--no-speed`` writes. Returns metrics.csv."""
+    import json
+
+    import yaml
+
+    run = Path(run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    kept = cfg.get("encode_only")
+    if not kept:
+        raise ValueError(f"{run} was not written with --encode-only")
+    with np.load(run / "codes.npz") as z:
+        inputs = inputs_from_npz(z)
+    ctx = dict(kept["context"])
+    rows, per_query, curves = evaluate_lengths(inputs, cfg["evaluation_lengths"], cfg["map_at"],
+                                               inputs.query_labels.shape[1], int(ctx["seed"]), speed=False)
+    rows += timing_rows(int(cfg["request"]["bits"]), kept["train_seconds"], kept["feature_seconds"])
+    metrics = store.metric_rows(ctx, rows)
+    store.write_file_atomic(run / "per_query.npz", lambda f: np.savez_compressed(f, **per_query))
+    store.write_file_atomic(run / "curves.json",
+                            lambda f: f.write(json.dumps(curves, indent=2, sort_keys=True, default=str).encode()))
+    store.write_file_atomic(run / "metrics.csv", lambda f: f.write(metrics.to_csv(index=False).encode()))
+    return run / "metrics.csv"
+
+
+def timing_rows(bits: int, train_seconds: float, feature_seconds: float) -> list[tuple]:
+    """The wall-time rows every run's metrics end with (training; feature extraction)."""
+    return [(bits, "train_seconds", {}, train_seconds),
+            (bits, "feature_seconds", {"cached": "see log"}, feature_seconds)]
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -155,6 +155,21 @@ def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
     os.close(fd)
     try:
         frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_file_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Create or replace ``path`` (mode 0644) with what ``write(binary file)`` writes, through a
+    temporary file beside it and ``os.replace``: readers see the old file or the whole new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
