@@ -84,13 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--logger", dest="loggers", action="append", default=[], metavar="{csv,tensorboard,mlflow}",
                    help="experiment tracker through Lightning's loggers, offline (repeatable; csv is always on): "
                         "tensorboard -> <run>/tensorboard/, mlflow -> <out>/mlruns or $MLFLOW_TRACKING_URI")
+    r.add_argument("--encode-only", action="store_true",
+                   help="train and encode only: each run keeps codes.npz and no metrics; "
+                        "`hashbench evaluate RUN_DIR` computes them later, on any machine")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="Lightning's progress bar (default: on when stderr is a terminal)")
     r.add_argument("--resume", action="store_true",
                    help="skip runs already finished under --out (same identity); continue a killed one from "
                         "its last checkpoint; leave a run another process is running alone")
 
-    e = sub.add_parser("evaluate", help="recompute metrics of a run from its codes.npz (no retraining)")
+    e = sub.add_parser("evaluate", help="metrics of an --encode-only run, or recomputed ones of a run, from its "
+                                        "codes.npz (no retraining)")
     e.add_argument("run_dirs", nargs="+", type=_path)
 
     sub.add_parser("list", help="registered methods, datasets with protocols, backbones")
@@ -209,6 +213,7 @@ def cmd_run(args) -> int:
                                  split_seed=args.split_seed, epochs=args.epochs, backbone=args.backbone,
                                  variant=args.variant, overrides=scoped.for_method(name), device=args.device, devices=args.devices,
                                  out_dir=args.out, data_root=args.data_root, speed=not args.no_speed,
+                                 encode_only=args.encode_only,
                                  progress=sys.stderr.isatty() if args.progress is None else args.progress,
                                  loggers=loggers, resume=args.resume)
                 try:
@@ -217,7 +222,9 @@ def cmd_run(args) -> int:
                     print(f"  {name:<12} {bits:>3} bits  seed {seed}  skipped: {err}", file=sys.stderr)
                     busy.append(err)
                     continue
-                if frame.empty:  # a DDP worker process: rank 0 reports
+                if args.encode_only and path.exists():
+                    print(f"  {name:<12} {bits:>3} bits  seed {seed}  -> {path} (codes only)", file=sys.stderr)
+                if frame.empty:  # encode-only, or a DDP worker process (rank 0 reports)
                     continue
                 print(f"  {name:<12} {bits:>3} bits  seed {seed}  -> {path}", file=sys.stderr)
                 frames.append(frame)
@@ -239,12 +246,15 @@ def cmd_evaluate(args) -> int:
 
     from hashbench.benchmark import store
     from hashbench.benchmark.evaluate import evaluate
-    from hashbench.benchmark.runner import inputs_from_npz
+    from hashbench.benchmark.runner import evaluate_encoded_run, inputs_from_npz
 
     for run in args.run_dirs:
         if not (run / "codes.npz").exists():
             raise FileNotFoundError(f"{run} has no codes.npz (not a run directory)")
         cfg = yaml.safe_load((run / "config.yaml").read_text())
+        if cfg.get("encode_only") and not (run / "metrics.csv").exists():
+            print(f"{run}: encoded-only run evaluated -> {evaluate_encoded_run(run)}")
+            continue
         old = store.read_run_metrics(run)
         with np.load(run / "codes.npz") as z:
             inp = inputs_from_npz(z)

@@ -24,8 +24,12 @@ HARNESS_KEYS: dict[str, Any] = {
     "frozen": True,         # frozen-feature mode: backbone features computed once, cached, head trained
     "pretrained": True,
     "image_size": None,     # None: the backbone's own input size
-    "augment": False,
-    "num_workers": 0,
+    "augment": False,       # false | true (= crop) | crop | resized_crop (benchmark.augment)
+    "pipeline": "batched",  # batched (device-side, whole batches) | per_item (DataLoader items; benchmark.data)
+    "num_workers": 0,       # DataLoader workers of the per_item pipeline
+    "precision": "32-true", # Lightning Trainer precision, e.g. bf16-mixed (GPU fine-tuning)
+    "channels_last": False, # backbone weights and image batches in channels_last memory format
+    "compile": False,       # torch.compile the backbone (nn.Module.compile) before training
     "sampler": "random",    # random | class_balanced
     "classes_per_batch": None,
     "images_per_class": 2,

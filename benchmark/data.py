@@ -1,5 +1,20 @@
 """From a dataset's arrays and split to what a method consumes: frozen features (cached on
-disk) or image tensors, and the Lightning data loaders (random or class-balanced batches)."""
+disk) or image tensors, and the Lightning data loaders (random or class-balanced batches).
+
+Two pipelines feed image tensors to a fine-tuned backbone (harness key ``pipeline``):
+
+* ``batched`` (default): every image decoded once into one uint8 tensor (:class:`ImageStore`:
+  on the GPU when it fits, pinned CPU memory otherwise), batches gathered by index and prepared
+  on the device for the whole batch at once (:class:`ImageBatches`: augmentation from
+  :mod:`hashbench.benchmark.augment`, resize, normalisation, optionally ``channels_last``).
+  Path datasets are decoded once at the backbone's input side into the dataset cache
+  (:func:`decoded_path_images`). No per-item Python on the hot path.
+* ``per_item``: :class:`ImageItems`, one item at a time in DataLoader workers (the original
+  path; kept as the reference the batched one is tested and measured against).
+
+Both walk the same samplers (seeded random batches, :class:`ClassBalancedBatchSampler`) with the
+same random-number consumption, so without augmentation they give identical batches.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -11,9 +26,11 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler, TensorDataset
 
-from hashbench.methods.backbones import Backbone, InputSpec, extract_features, prepare_images
+from hashbench.benchmark.augment import BatchAugment, augment_mode
+from hashbench.methods.backbones import (Backbone, InputSpec, extract_features, prepare_images, resize_normalise,
+                                         to_unit_float)
 
 log = logging.getLogger("hashbench")
 
@@ -127,6 +144,126 @@ def compute_features(dataset: str, data, backbone: Backbone, device: str = "cpu"
     return feats
 
 
+PIPELINES = ("batched", "per_item")
+
+
+def decoded_path_images(dataset: str, data, size: int, use_cache: bool = True) -> np.ndarray:
+    """Every image of a path dataset decoded once (:func:`load_path_images`: shorter side to
+    ``size``, centre crop) as uint8 (N, size, size, 3), cached as ``.npy`` under the dataset cache
+    (``decoded/``), keyed by the content fingerprint and ``size``, and memory-mapped when read
+    back (ImageNet-100's 141k images at 224 px are 21 GB)."""
+    from hashbench.datasets import cache_dir
+
+    key = hashlib.sha256(f"{content_fingerprint(data)}|{size}".encode()).hexdigest()[:16]
+    path = cache_dir() / "decoded" / f"{dataset.replace('/', '_').replace(':', '_')}-{size}-{key}.npy"
+    if use_cache and path.exists():
+        return np.load(path, mmap_mode="r")
+    log.info("decoding %d %s images at %d px (cached afterwards at %s)", len(data.x), dataset, size, path)
+    images = np.concatenate([load_path_images(data.x[i:i + 4096], size) for i in range(0, len(data.x), 4096)]) \
+        if len(data.x) else np.empty((0, size, size, 3), np.uint8)
+    if not use_cache:
+        return images
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
+    os.close(fd)
+    np.save(tmp, images)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return np.load(path, mmap_mode="r")
+
+
+class ImageStore:
+    """All images of a dataset as uint8 (N, H, W, C), gathered a batch at a time onto ``device``.
+
+    On a CUDA device the whole array is copied to the GPU when it takes less than half of the
+    free GPU memory, else kept in pinned CPU memory (or memory-mapped, for a large decoded cache)
+    and each gathered batch copied over; on the CPU the array is used in place.
+    """
+
+    def __init__(self, images: np.ndarray, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.shape = tuple(images.shape)
+        self.where = "cpu"
+        self._cpu = images
+        self._tensor: torch.Tensor | None = None
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            if images.nbytes < free // 2:
+                self._tensor = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+                self.where = "gpu"
+            elif not isinstance(images, np.memmap):
+                self._tensor = torch.from_numpy(np.ascontiguousarray(images)).pin_memory()
+                self.where = "pinned"
+
+    @classmethod
+    def of(cls, dataset: str, data, spec: InputSpec, device: str | torch.device = "cpu") -> "ImageStore":
+        """The store of an image dataset's pixels, or of a path dataset decoded at the spec's side."""
+        images = decoded_path_images(dataset, data, spec.size or 224) if data.kind == "path" else data.x
+        return cls(images, device)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def gather(self, idx: np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, C) of the items ``idx`` (dataset positions), on the store's device."""
+        if self.where == "gpu":
+            return self._tensor[torch.as_tensor(idx, device=self.device)]
+        if self.where == "pinned":
+            return self._tensor[torch.as_tensor(idx)].pin_memory().to(self.device, non_blocking=True)
+        return torch.from_numpy(np.ascontiguousarray(self._cpu[idx])).to(self.device)
+
+
+class ImageBatches(Dataset):
+    """Items ``indices`` of an :class:`ImageStore` served a whole batch per fetch:
+    ``ds[positions]`` (a list of positions into ``indices``) → (normalised float batch on the
+    store's device, float 0/1 labels). The batch is gathered, augmented (``augment``: see
+    :func:`hashbench.benchmark.augment.augment_mode`; per-image random parameters seeded by
+    ``seed``), resized and normalised for ``spec`` there, and made ``channels_last`` on request.
+    Used with :func:`make_loader`, which hands it index lists (``batch_size=None``)."""
+
+    def __init__(self, store: ImageStore, labels: np.ndarray, indices: np.ndarray, spec: InputSpec,
+                 augment=False, seed: int = 0, channels_last: bool = False) -> None:
+        self.store, self.spec, self.indices = store, spec, np.asarray(indices)
+        self.labels = torch.from_numpy(labels[self.indices].astype(np.float32)).to(store.device)
+        mode = augment_mode(augment)
+        self.augment = BatchAugment(mode, seed, spec.size) if mode else None
+        self.channels_last = bool(channels_last)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, positions):
+        pos = np.asarray(positions, dtype=np.int64)
+        x = to_unit_float(self.store.gather(self.indices[pos]), self.spec.channels)
+        if self.augment is not None:
+            x = self.augment(x)
+        x = resize_normalise(x, self.spec)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.labels[torch.as_tensor(pos, device=self.labels.device)]
+
+
+def image_items(dataset: str, data, spec: InputSpec, harness: dict, seed: int, device: str | torch.device = "cpu"):
+    """``items(indices, aug=False)`` → the Dataset of those items for the harness's ``pipeline``:
+    :class:`ImageBatches` over one :class:`ImageStore` on ``device`` (built on first use) or
+    :class:`ImageItems`; ``aug`` is the ``augment`` setting of training sets."""
+    pipeline = harness.get("pipeline", "batched")
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown pipeline {pipeline!r}; valid: {', '.join(PIPELINES)}")
+    if pipeline == "per_item":
+        if augment_mode(harness.get("augment")) not in (None, "crop"):
+            raise ValueError("the per_item pipeline augments by crop and flip only; use pipeline=batched")
+        return lambda idx, aug=False: ImageItems(data, idx, spec, augment=augment_mode(aug) is not None)
+    stores: list[ImageStore] = []
+
+    def items(idx, aug=False):
+        if not stores:
+            stores.append(ImageStore.of(dataset, data, spec, device))
+        return ImageBatches(stores[0], data.labels, idx, spec, augment=aug, seed=seed,
+                            channels_last=bool(harness.get("channels_last")))
+    return items
+
+
 class ImageItems(Dataset):
     """Items of an image/path dataset as (normalised float tensor C×S×S, float 0/1 labels);
     with ``augment``: random crop (pad 1/8 of the side) and horizontal flip."""
@@ -191,7 +328,11 @@ def _single_threaded_worker(_worker_id: int) -> None:
 def make_loader(x: torch.Tensor | Dataset, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int,
                 sampler: str = "random", classes_per_batch: int | None = None, images_per_class: int = 2,
                 num_workers: int = 0) -> DataLoader:
-    """A DataLoader of (x, y) batches over features (a tensor) or an item Dataset."""
+    """A DataLoader of (x, y) batches over features (a tensor), an item Dataset, or
+    :class:`ImageBatches` (fetched a batch at a time in the main process: the same samplers,
+    the same random-number consumption, ``num_workers`` ignored)."""
+    if isinstance(x, ImageBatches):
+        return _batch_loader(x, labels, batch_size, shuffle, seed, sampler, classes_per_batch, images_per_class)
     ds = x if isinstance(x, Dataset) else TensorDataset(x, torch.from_numpy(labels.astype(np.float32)))
     if sampler == "class_balanced" and shuffle:
         bs = ClassBalancedBatchSampler(labels, classes_per_batch or labels.shape[1], images_per_class, seed)
@@ -203,3 +344,19 @@ def make_loader(x: torch.Tensor | Dataset, labels: np.ndarray, batch_size: int, 
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen if shuffle else None,
                       drop_last=shuffle and len(ds) > batch_size, num_workers=num_workers,
                       worker_init_fn=_single_threaded_worker if num_workers else None)
+
+
+def _batch_loader(ds: ImageBatches, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int, sampler: str,
+                  classes_per_batch: int | None, images_per_class: int) -> DataLoader:
+    """The batch-fetching twin of :func:`make_loader`'s item loaders: the index lists a
+    DataLoader with ``batch_size``/``shuffle``/``generator`` (or the class-balanced batch
+    sampler) would draw, each fetched as one batch (``batch_size=None``)."""
+    if sampler == "class_balanced" and shuffle:
+        bs: Sampler = ClassBalancedBatchSampler(labels, classes_per_batch or labels.shape[1], images_per_class, seed)
+        return DataLoader(ds, sampler=bs, batch_size=None)
+    if sampler not in ("random", "class_balanced"):
+        raise ValueError(f"unknown sampler {sampler!r}; valid: random, class_balanced")
+    gen = torch.Generator().manual_seed(seed) if shuffle else None
+    order = RandomSampler(ds, generator=gen) if shuffle else SequentialSampler(ds)
+    return DataLoader(ds, sampler=BatchSampler(order, batch_size, drop_last=shuffle and len(ds) > batch_size),
+                      batch_size=None, generator=gen)

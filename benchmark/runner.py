@@ -26,7 +26,7 @@ from hashbench.benchmark import loggers as loggers_mod
 from hashbench.benchmark import resume, store
 from hashbench.benchmark.config import run_config, split_config
 from hashbench.benchmark.evaluate import DEFAULT_MAP, EvalInputs, evaluate, ranking_metrics, map_name
-from hashbench.benchmark.train import encode_batches, fit
+from hashbench.benchmark.train import encode_batches, fit, set_layout
 from hashbench.methods.backbones import build_backbone
 
 log = logging.getLogger("hashbench")
@@ -55,6 +55,8 @@ class RunRequest:
     #: Lightning loggers (:mod:`hashbench.benchmark.loggers`): csv (always), tensorboard, mlflow
     loggers: list[str] = field(default_factory=lambda: ["csv"])
     resume: bool = False  # idempotent + resumable: see benchmark.resume
+    #: train and encode only: the run keeps ``codes.npz`` and no metrics (``hashbench evaluate`` adds them)
+    encode_only: bool = False
 
 
 @dataclass
@@ -142,7 +144,7 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
     # the reference backbone); a fine-tuned run without speed rows extracts none.
     same_as_reference = (backbone_name, image_size) == (ref_name, ref_size)
     reference = data_mod.compute_features(loaded.name, data, build(ref_name, ref_size), device=device) \
-        if req.speed or (frozen and same_as_reference) else None
+        if (req.speed and not req.encode_only) or (frozen and same_as_reference) else None
     features = None
     if frozen:
         features = reference if same_as_reference else \
@@ -155,7 +157,8 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
         item = lambda idx: torch.from_numpy(features[idx])  # noqa: E731
     else:
         method_backbone = build(backbone_name, image_size)
-        item = lambda idx, aug=False: data_mod.ImageItems(data, idx, method_backbone.input_spec, augment=aug)  # noqa: E731
+        item = data_mod.image_items(loaded.name, data, method_backbone.input_spec, harness, req.seed,
+                                    device if req.devices == 1 else "cpu")
     extra: dict[str, Any] = {}
     if "class_vectors" in inspect.signature(cls.__init__).parameters and "class_vectors" not in hparams:
         from hashbench.datasets.wordvec import class_word_vectors
@@ -180,7 +183,7 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
         train_info: dict[str, Any] = {}
         t1 = time.time()
         if cls.requires_training:
-            train_x = item(split.train) if frozen else item(split.train, aug=bool(harness["augment"]))
+            train_x = item(split.train) if frozen else item(split.train, aug=harness["augment"])
             loader = data_mod.make_loader(train_x, data.labels[split.train], bs, True, req.seed, harness["sampler"],
                                           harness["classes_per_batch"], harness["images_per_class"], harness["num_workers"])
             method.on_training_data(data.labels[split.train])
@@ -193,9 +196,10 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
                 # many times faster on a busy one (measured: DRQ on digits 7 s vs 105 s).
                 torch.set_num_threads(1)
             try:
+                set_layout(method, bool(harness["channels_last"]), bool(harness["compile"]))
                 train_info = fit(method, loader, writer.path, int(harness["epochs"]), req.device, req.devices,
                                  score_fn, progress=req.progress, loggers=trackers, resume_from=resume_from,
-                                 save_last=identity is not None)
+                                 save_last=identity is not None, precision=str(harness["precision"]))
             finally:
                 torch.set_num_threads(threads)
             if train_info["global_rank"] != 0:  # DDP worker: rank 0 evaluates and writes the run
@@ -210,7 +214,6 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
         q_codes, q_emb = encode_batches(method, eval_loader(split.query), device)
         db_codes, db_emb = encode_batches(method, eval_loader(split.database), device)
         method.to("cpu")
-        rows, per_query, curves = [], {}, {}
         inputs = EvalInputs(
             code_type=cls.code_type, query=q_codes, database=db_codes,
             query_labels=data.labels[split.query], database_labels=data.labels[split.database],
@@ -220,15 +223,6 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
             database_features=None if reference is None else reference[split.database],
             query_in_database=_query_in_database(split), rerank=getattr(method, "reranks", True))
         map_at = _map_cutoff(harness["map_at"], proto, len(split.database))
-        for bits, opts in method.evaluation_lengths().items():
-            prefix = opts.get("prefix")  # additive codes: evaluate the first `prefix` steps
-            res = evaluate(inputs, bits, map_at, data.labels.shape[1], req.seed, prefix=prefix, speed=req.speed)
-            rows += res.rows
-            per_query.update({f"{k}|bits={bits}": v for k, v in res.per_query.items()})
-            curves[str(bits)] = res.curves
-        rows.append((req.bits, "train_seconds", {}, train_seconds))
-        rows.append((req.bits, "feature_seconds", {"cached": "see log"}, feature_seconds))
-
         context = {
             "method": req.method, "dataset": loaded.name, "protocol": proto.name,
             "backbone": f"{backbone_name}{f'@{image_size}' if image_size else ''}{'(frozen)' if frozen else ''}",
@@ -237,10 +231,7 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
             "settings": store.request_settings({**req.__dict__, "dataset": loaded.name}),
             "hardware": store.hardware_description(device), "timestamp": store.now_stamp(),
         }
-        metrics = store.metric_rows(context, rows)
-        if not np.isfinite(metrics["value"].to_numpy(dtype=float)).any():
-            raise RuntimeError("no finite metric was produced")
-        writer.write_yaml("config.yaml", {
+        config = {
             "identity": identity or request_identity(req, proto.name),
             "request": {k: (str(v) if isinstance(v, Path) else v) for k, v in req.__dict__.items()},
             "resolved": cfg, "backbone": backbone_name, "image_size": image_size,
@@ -248,7 +239,24 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
             "map_at": map_at, "evaluation_lengths": {int(b): dict(o) for b, o in method.evaluation_lengths().items()},
             "map_variant_default": DEFAULT_MAP, "training": train_info,
             "data_source": data.source, "device": device,
-            "method_hparams": _plain(dict(getattr(method, "hparams", {}) or {}))})
+            "method_hparams": _plain(dict(getattr(method, "hparams", {}) or {}))}
+        if req.encode_only:
+            # metrics later, anywhere: `hashbench evaluate` reads the context and timings kept here
+            config["encode_only"] = {"context": context, "train_seconds": train_seconds,
+                                     "feature_seconds": feature_seconds}
+            writer.write_yaml("config.yaml", config)
+            writer.write_json("split.json", {"protocol": proto.name, "description": proto.description,
+                                             "split_seed": req.split_seed, "sizes": split.sizes(), "sha256": split.sha256()})
+            writer.write_npz("codes.npz", **codes_npz(cls.code_type, q_codes, db_codes, inputs, method))
+            loggers_mod.finalize(trackers, "success")
+            return writer.commit(), pd.DataFrame()
+        rows, per_query, curves = evaluate_lengths(inputs, method.evaluation_lengths(), map_at,
+                                                   data.labels.shape[1], req.seed, req.speed)
+        rows += timing_rows(req.bits, train_seconds, feature_seconds)
+        metrics = store.metric_rows(context, rows)
+        if not np.isfinite(metrics["value"].to_numpy(dtype=float)).any():
+            raise RuntimeError("no finite metric was produced")
+        writer.write_yaml("config.yaml", config)
         writer.write_json("split.json", {"protocol": proto.name, "description": proto.description,
                                          "split_seed": req.split_seed, "sizes": split.sizes(), "sha256": split.sha256()})
         writer.write_frame("metrics.csv", metrics)
@@ -266,6 +274,52 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
                 writer.abort()
         raise
     return path, metrics
+
+
+def evaluate_lengths(inputs: EvalInputs, lengths: dict[int, dict[str, Any]], map_at: int | None, n_classes: int,
+                     seed: int, speed: bool) -> tuple[list[tuple], dict[str, np.ndarray], dict[str, Any]]:
+    """(metric rows, per-query arrays, curves) of every code length a trained method serves
+    (``lengths``: ``method.evaluation_lengths()``; additive codes evaluate a ``prefix``)."""
+    rows, per_query, curves = [], {}, {}
+    for bits, opts in lengths.items():
+        res = evaluate(inputs, int(bits), map_at, n_classes, seed, prefix=opts.get("prefix"), speed=speed)
+        rows += res.rows
+        per_query.update({f"{k}|bits={bits}": v for k, v in res.per_query.items()})
+        curves[str(bits)] = res.curves
+    return rows, per_query, curves
+
+
+def evaluate_encoded_run(run: Path) -> Path:
+    """Add the metrics to a run written with ``encode_only``: every metric (speed rows excepted:
+    they need the reference features) from its ``codes.npz``, the context and timings kept in its
+    ``config.yaml``; writes ``per_query.npz``, ``curves.json`` and, last, ``metrics.csv`` (each
+    atomically), the same files a normal run with ``--no-speed`` writes. Returns metrics.csv."""
+    import json
+
+    import yaml
+
+    run = Path(run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    kept = cfg.get("encode_only")
+    if not kept:
+        raise ValueError(f"{run} was not written with --encode-only")
+    with np.load(run / "codes.npz") as z:
+        inputs = inputs_from_npz(z)
+    ctx = dict(kept["context"])
+    rows, per_query, curves = evaluate_lengths(inputs, cfg["evaluation_lengths"], cfg["map_at"],
+                                               inputs.query_labels.shape[1], int(ctx["seed"]), speed=False)
+    rows += timing_rows(int(cfg["request"]["bits"]), kept["train_seconds"], kept["feature_seconds"])
+    metrics = store.metric_rows(ctx, rows)
+    store.write_atomic(run / "per_query.npz", lambda tmp: np.savez_compressed(tmp, **per_query))
+    store.write_text_atomic(json.dumps(curves, indent=2, sort_keys=True, default=str), run / "curves.json")
+    store.write_csv_atomic(metrics, run / "metrics.csv")
+    return run / "metrics.csv"
+
+
+def timing_rows(bits: int, train_seconds: float, feature_seconds: float) -> list[tuple]:
+    """The wall-time rows every run's metrics end with (training; feature extraction)."""
+    return [(bits, "train_seconds", {}, train_seconds),
+            (bits, "feature_seconds", {"cached": "see log"}, feature_seconds)]
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:

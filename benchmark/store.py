@@ -280,6 +280,7 @@ def read_run_metrics(run_dir: Path) -> pd.DataFrame:
     return frame
 
 
+
 def load_metrics(run_dirs: Iterable[Path]) -> pd.DataFrame:
     """Concatenate the ``metrics.csv`` of the runs in or below ``run_dirs`` (:func:`find_runs`)."""
     run_dirs = list(run_dirs)

@@ -171,10 +171,20 @@ def accelerator_for(device: str) -> str:
     return device
 
 
+def set_layout(method: torch.nn.Module, channels_last: bool = False, compile: bool = False) -> None:
+    """Harness keys ``channels_last`` (the method's weights in channels_last memory format; the
+    batched pipeline delivers its batches so too) and ``compile`` (``torch.compile`` of the
+    backbone in place, ``nn.Module.compile``, so parameter names and checkpoints are unchanged)."""
+    if channels_last:
+        method.to(memory_format=torch.channels_last)
+    if compile and getattr(method, "backbone", None) is not None:
+        method.backbone.compile()
+
+
 def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, device: str, devices: int,
         score_fn: Callable[[pl.LightningModule], float] | None, val_every: int = 1,
         progress: bool = True, loggers: list | None = None, resume_from: Path | None = None,
-        save_last: bool = False) -> dict[str, Any]:
+        save_last: bool = False, precision: str = "32-true") -> dict[str, Any]:
     """Train ``method`` for ``epochs`` epochs; keep the checkpoint with the best validation mAP
     and load it back. Returns ``{"best_score", "best_checkpoint", "accelerator", "global_step",
     "global_rank", "epochs", "throughput", "resumed_from_epoch"}`` (per-epoch timing from
@@ -184,7 +194,8 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
     :mod:`hashbench.benchmark.loggers`). ``devices > 1`` trains with Lightning's DDP, on GPUs
     (NCCL) or on CPU processes (gloo). ``save_last`` writes ``checkpoints/last.ckpt`` after every
     epoch (with the random state, :class:`RngState`); ``resume_from`` continues from such a
-    checkpoint."""
+    checkpoint. ``precision``: Lightning's (``32-true``; ``bf16-mixed`` autocasts the training
+    steps, the weights stay float32)."""
     accelerator = accelerator_for(device)
     timer = EpochTimer()
     callbacks: list[Callback] = [NonFiniteLossGuard(), timer, RngState(train_loader)]
@@ -210,7 +221,7 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
         logger=loggers if loggers else CSVLogger(str(run_path), name="logs", version=""), callbacks=callbacks,
         enable_checkpointing=ckpt is not None or last is not None, deterministic=accelerator == "cpu",
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
-        num_sanity_val_steps=0,
+        num_sanity_val_steps=0, precision=precision,
     )
     resumed_epoch = None
     if resume_from is not None:
@@ -237,12 +248,14 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
 
 
 def encode_batches(method, loader, device: str = "cpu") -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Codes (``method.encode``) and embeddings (``method.embed``) of every item, in order."""
+    """Codes (``method.encode``) and embeddings (``method.embed``) of every item, in order,
+    always in float32: autocast is switched off here, so codes computed inside a mixed-precision
+    training loop (validation) are the same as outside it."""
     method.eval()
     method.to(device)
     codes: dict[str, list[np.ndarray]] = {}
     embs = []
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(torch.device(device).type, enabled=False):
         for x, _ in loader:
             x = x.to(device)
             for k, v in method.encode(x).items():

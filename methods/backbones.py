@@ -390,23 +390,34 @@ def prepare_images(images_uint8: np.ndarray, spec: InputSpec) -> torch.Tensor:
     Pixels are scaled to [0, 1]; gray is repeated to RGB, RGB is reduced to ITU-R 601 luma
     (0.299 R + 0.587 G + 0.114 B) when the spec wants 1 channel; images are resized to
     ``spec.size`` with bilinear, antialiased interpolation when their side differs; finally
-    ``(x - mean) / std`` per channel.
+    ``(x - mean) / std`` per channel. (:func:`to_unit_float` then :func:`resize_normalise`.)
     """
-    x = torch.from_numpy(np.ascontiguousarray(images_uint8))
+    return resize_normalise(to_unit_float(torch.from_numpy(np.ascontiguousarray(images_uint8)), spec.channels), spec)
+
+
+def to_unit_float(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """A uint8 batch (N, H, W, C) or (N, H, W), on any device, as float32 (N, channels, H, W) in
+    [0, 1], gray repeated to RGB or RGB reduced to ITU-R 601 luma to match ``channels``."""
     if x.dim() == 3:
         x = x.unsqueeze(-1)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
-    if x.shape[1] != spec.channels:
-        if x.shape[1] == 1 and spec.channels == 3:
+    if x.shape[1] != channels:
+        if x.shape[1] == 1 and channels == 3:
             x = x.expand(-1, 3, -1, -1)
-        elif x.shape[1] == 3 and spec.channels == 1:
-            x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        elif x.shape[1] == 3 and channels == 1:
+            x = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
         else:
-            raise ValueError(f"cannot convert {x.shape[1]}-channel images to {spec.channels} channels")
+            raise ValueError(f"cannot convert {x.shape[1]}-channel images to {channels} channels")
+    return x
+
+
+def resize_normalise(x: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """A float (N, C, H, W) batch in [0, 1] resized to ``spec.size`` (bilinear, antialiased,
+    when its side differs) and normalised ``(x - mean) / std`` per channel, on its device."""
     if spec.size is not None and tuple(x.shape[-2:]) != (spec.size, spec.size):
         x = F.interpolate(x, size=(spec.size, spec.size), mode="bilinear", align_corners=False, antialias=True)
-    mean = torch.tensor(spec.mean, dtype=x.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, dtype=x.dtype).view(1, -1, 1, 1)
+    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - mean) / std
 
 

@@ -232,9 +232,13 @@ class DeepHashTable(HashingMethod):
 
     def unaries(self, f: torch.Tensor, class_ids: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
         """Class-mean unaries (n_c, width) of a batch — of the L2-normalised rows for triplet (per
-        level for the cascade), raw for N-pairs — and each sample's class row."""
-        rows = self.normalise_levels(f) if self.loss_name == "triplet" else f
-        means, inverse = class_means(rows.detach().double(), class_ids)
+        level for the cascade), raw for N-pairs — and each sample's class row. Computed from the
+        float32 output, autocast off: a mixed-precision step gives the solver the same unaries as
+        a float32 step would from the same output."""
+        with torch.autocast(f.device.type, enabled=False):
+            f = f.detach().float()
+            rows = self.normalise_levels(f) if self.loss_name == "triplet" else f
+            means, inverse = class_means(rows.double(), class_ids)
         return means.cpu().numpy(), inverse
 
     def normalise_levels(self, f: torch.Tensor) -> torch.Tensor:

@@ -79,20 +79,22 @@ def recurrent_quantize(x: torch.Tensor, codebook: torch.Tensor, scales: torch.Te
     ``r⁽¹⁾ = x``; at step m, with ``s_k = cos(r⁽ᵐ⁾, w_m C_k)``: ``b_m = argmax_k s_k``, soft
     output ``q̃⁽ᵐ⁾ = Σ_k softmax(s)_k w_m C_k`` (no temperature), hard output
     ``q⁽ᵐ⁾ = w_m C_{b_m}``, residual ``r⁽ᵐ⁺¹⁾ = r⁽ᵐ⁾ − q⁽ᵐ⁾`` (always the hard output).
-    The argmax is norm-blind; the reconstruction uses the scaled codeword.
+    The argmax is norm-blind; the reconstruction uses the scaled codeword. Always float32, also
+    inside a mixed-precision (autocast) training step: the assignment is exact.
     """
-    books = scaled_codebooks(codebook, scales)
-    r = x
-    idx, soft, hard = [], [], []
-    for cm in books:
-        cos = F.normalize(r, dim=1) @ F.normalize(cm, dim=1).T      # (B, K)
-        b = cos.argmax(1)
-        q = cm[b]
-        soft.append(cos.softmax(1) @ cm)
-        hard.append(q)
-        idx.append(b)
-        r = r - q
-    return Quantized(torch.stack(idx, 1), torch.stack(soft), torch.stack(hard))
+    with torch.autocast(x.device.type, enabled=False):
+        books = scaled_codebooks(codebook.float(), scales.float())
+        r = x.float()
+        idx, soft, hard = [], [], []
+        for cm in books:
+            cos = F.normalize(r, dim=1) @ F.normalize(cm, dim=1).T      # (B, K)
+            b = cos.argmax(1)
+            q = cm[b]
+            soft.append(cos.softmax(1) @ cm)
+            hard.append(q)
+            idx.append(b)
+            r = r - q
+        return Quantized(torch.stack(idx, 1), torch.stack(soft), torch.stack(hard))
 
 
 #: checkpoint-selection rules (``selection``): see :meth:`DRQ.selectable_epoch`
