@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q $(TORCH_SPEC)
-	$(VENV)/bin/pip install -q -e '.[test,hf,trackers]'
+	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create the virtual environment and install hashbench
