@@ -24,7 +24,7 @@ REPORT_ARGS ?=
 REGRESS_ARGS ?=
 CALIBRATE_SEEDS ?= 0,1,2,3,4
 
-.PHONY: setup bench test test-all list report report-readme regress regress-accept regress-calibrate clean-venv
+.PHONY: setup bench test mutation list report report-readme regress regress-accept regress-calibrate clean-venv
 
 $(STAMP): pyproject.toml
 	@echo "hashbench: creating $(VENV) (first use; torch is large, this takes a few minutes)"
@@ -40,11 +40,14 @@ bench: $(STAMP)  ## train + evaluate METHOD (default: all) on DATASET (default: 
 	$(HASHBENCH) run --method $(METHOD) --dataset $(DATASET) $(if $(PROTOCOL),--protocol $(PROTOCOL)) \
 		--bits $(BITS) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS)) --device $(DEVICE) --out $(OUT)
 
-test: $(STAMP)  ## the test suite (no GPU, no internet; slow benchmarks excluded)
+test: $(STAMP)  ## the test suite (no GPU, no internet)
 	$(VENV)/bin/pytest
 
-test-all: $(STAMP)  ## tests including the slow ones
-	$(VENV)/bin/pytest -m ''
+MUTATION_GROUPS ?= evaluate,metrics,search,min_cost_flow,metric_losses,drq_losses,method_losses
+MUTATION_WORKERS ?= 1
+mutation: $(STAMP)  ## mutation testing (mutmut) of MUTATION_GROUPS; scores in results/mutation/latest/ (not in CI: hours on 2 cores)
+	$(VENV)/bin/pip install -q -e '.[test,mutation]'
+	$(PY) scripts/mutation.py --groups $(MUTATION_GROUPS) --workers $(MUTATION_WORKERS)
 
 list: $(STAMP)
 	$(HASHBENCH) list

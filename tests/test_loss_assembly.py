@@ -382,3 +382,25 @@ def test_drq_codebook_loss_reaches_the_features_only_end_to_end(end_to_end):
     assert torch.allclose(g_full, g_base) != end_to_end
     (g_cb,) = torch.autograd.grad(logs["train/loss_codebook_B"], m.codebook)
     assert g_cb.abs().sum() > 0
+
+
+def test_drq_semantic_loss_of_a_batch_with_a_single_label():
+    """One labelled item (n_pos = 1) is a real loss, not the empty-batch 0."""
+    from hashbench.methods.drq_losses import adaptive_margin_loss
+
+    v = torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 2.0]])
+    e = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    y = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    want = ref_adaptive_margin(e, y, v)
+    assert want > 0
+    assert adaptive_margin_loss(e, y, v).item() == pytest.approx(want, abs=1e-6)
+    assert adaptive_margin_loss(e, torch.zeros_like(y), v).item() == 0.0
+
+
+def test_sq_euclidean_normalised_has_a_zero_diagonal():
+    from hashbench.methods.metric_losses import sq_euclidean_normalised
+
+    x = torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, -2.0]])
+    d = sq_euclidean_normalised(x)
+    assert torch.allclose(d.double(), ref_sq_euclidean_normalised(x), atol=1e-6)
+    assert d.diagonal().tolist() == [0.0, 0.0, 0.0]
