@@ -324,7 +324,7 @@ def _last_suite(args) -> Path:
 def _compare_suite(args, suite: Path) -> int:
     import json
 
-    from hashbench.benchmark import regress
+    from hashbench.benchmark import regress, store
 
     if not args.baseline.exists():
         raise FileNotFoundError(f"no baseline at {args.baseline}; create it with `make regress-accept`")
@@ -334,9 +334,9 @@ def _compare_suite(args, suite: Path) -> int:
         print(f"regress: no tolerances at {args.tolerances}; floors used (run `make regress-calibrate`)", file=sys.stderr)
     cmp = regress.compare(regress.read_table(args.baseline), regress.read_table(suite / "regress.csv"), tol,
                           skipped=info.get("skipped", {}))
-    cmp.to_csv(suite / "comparison.csv", index=False)
+    store.write_csv_atomic(cmp, suite / "comparison.csv")
     text = regress.format_comparison(cmp, show=args.show)
-    (suite / "comparison.md").write_text(text + "\n")
+    store.write_text_atomic(text + "\n", suite / "comparison.md")
     for key, why in info.get("skipped", {}).items():
         print(f"regress: notice: {key}: {why}")
     print(f"regress: baseline {args.baseline} vs run {suite} (suite wall time {info['seconds'].get('total', 0):.0f} s)")
@@ -357,7 +357,7 @@ def cmd_regress(args) -> int:
     if args.action == "run":
         suite = args.work / f"{store.now_stamp().replace(':', '')}_s{args.seed}"
         regress.run_suite(suite, seed=args.seed, **common)
-        (args.work / "LAST").write_text(str(suite.resolve()) + "\n")
+        store.write_text_atomic(str(suite.resolve()) + "\n", args.work / "LAST")
         return _compare_suite(args, suite)
     if args.action == "compare":
         return _compare_suite(args, _last_suite(args))

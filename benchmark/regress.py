@@ -172,14 +172,13 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def write_table(frame: pd.DataFrame, path: Path, header: Iterable[str] = ()) -> None:
     """Write ``frame`` as CSV preceded by ``# ``-prefixed header lines (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        for line in header:
-            fh.write(f"# {line}\n")
-        frame.to_csv(fh, index=False, na_rep="nan")
-    tmp.replace(path)
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            for line in header:
+                fh.write(f"# {line}\n")
+            frame.to_csv(fh, index=False, na_rep="nan")
+
+    store.write_atomic(path, write)
 
 
 # ----------------------------------------------------------------------------- running
@@ -344,12 +343,12 @@ def run_suite(out: Path, seed: int = 0, datasets: Iterable[str] | None = None, m
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=TABLE_COLUMNS)
     table = table.sort_values(KEY, kind="stable").reset_index(drop=True)
     write_table(table, out / "regress.csv", [f"regression suite run, seed {seed}, {store.now_stamp()}"])
-    (out / "suite.json").write_text(json.dumps({
+    store.write_text_atomic(json.dumps({
         "seed": seed, "skipped": skipped, "seconds": seconds, "git_revision": store.git_revision(),
         "hardware": store.hardware_description("cpu"), "datasets": [e.dataset for e in entries],
         "overrides": {str(k): v for k, v in overrides.items()}, "timestamp": store.now_stamp(),
         "partial": datasets is not None or methods is not None,
-    }, indent=2, default=str))
+    }, indent=2, default=str), out / "suite.json")
     return SuiteResult(table, skipped, seconds, out)
 
 
