@@ -464,16 +464,23 @@ class HashTableIndex:
         # one entry per (query, item): the copy of the earliest probe, which is the item's rank (in a
         # certified query every copy of an item at distance <= the k-th was kept)
         if self.max_buckets > 1:
-            o = np.lexsort((j, item, q))
-            q, j, item, d2 = q[o], j[o], item[o], d2[o]
+            key = q * self.table.n_items + item
+            o = np.lexsort((j, key))
+            key, q, j, item, d2 = key[o], q[o], j[o], item[o], d2[o]
             first = np.ones(q.size, dtype=bool)
-            first[1:] = (q[1:] != q[:-1]) | (item[1:] != item[:-1])
+            first[1:] = key[1:] != key[:-1]
             q, j, item, d2 = q[first], j[first], item[first], d2[first]
         o = np.lexsort((d2, q))
-        tie = (q[o][1:] == q[o][:-1]) & (d2[o][1:] == d2[o][:-1])
-        if tie.any():  # equal distances: first probe holding the item, then id
-            o = np.lexsort((item, j, d2, q))
-        q, item, d2 = q[o], item[o], d2[o]
+        q, j, item, d2 = q[o], j[o], item[o], d2[o]
+        tie = (q[1:] == q[:-1]) & (d2[1:] == d2[:-1])
+        if tie.any():  # runs of equal distances: by first probe holding the item, then id
+            in_run = np.zeros(q.size, dtype=bool)
+            in_run[1:] |= tie
+            in_run[:-1] |= tie
+            at_run = np.flatnonzero(in_run)
+            run = np.cumsum(np.concatenate([[True], ~tie]))[at_run]
+            src = at_run[np.lexsort((item[at_run], j[at_run], run))]
+            item[at_run], d2[at_run] = item[src], d2[src]
         cnt = np.bincount(q, minlength=nq)
         take = np.minimum(cnt, k)
         src = _segments(np.cumsum(cnt) - cnt, take)
