@@ -20,8 +20,9 @@ def load(name):
 
 def test_scale_benchmark_tiny(tmp_path):
     bench = load("bench_search_scale")
-    args = ["--n", "3000", "--classes", "20", "--queries", "40", "--buckets", "64", "--sparsity", "1", "2",
-            "--loop-queries", "20", "--skip", "hnsw", "additive", "--nlist", "16", "--out", str(tmp_path)]
+    args = ["--n", "3000", "--classes", "20", "--queries", "40", "--buckets", "64", "--sparsity", "2",
+            "--loop-queries", "20", "--skip", "hnsw", "additive", "cascade", "--nlist", "16", "--short-sweep",
+            "--out", str(tmp_path)]
     bench.main(args)
     df = pd.read_csv(tmp_path / "n3000_c20_q40.csv")
     flat = df[df.backend == "IndexFlatL2"].iloc[0]
@@ -31,9 +32,9 @@ def test_scale_benchmark_tiny(tmp_path):
     assert len(hash_rows) >= 2 and (hash_rows.qps_1t > 0).all() and (hash_rows.candidates >= 100).all()
     # more expansion never loses recall of the exact top-100 in the embedding
     assert hash_rows.recall.is_monotonic_increasing
-    assert (df.backend == "hash table s=1 [Python loop]").any()
+    assert (df.backend == "hash table s=2 [Python loop]").any()
     ivf = df[df.backend.str.startswith("IndexIVFFlat")]
-    assert ivf.recall.iloc[-1] == 1.0  # nprobe = nlist: exhaustive
+    assert ivf.value.astype(int).iloc[-1] == 16 and ivf.recall.iloc[-1] == 1.0  # nprobe = nlist: exhaustive
     with pytest.raises(FileExistsError):
         bench.main(args)
     report = load("scale_report")
