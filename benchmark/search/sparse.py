@@ -405,10 +405,13 @@ class HashTableIndex:
         offsets = self.table.offsets
         size = offsets[lists + 1] - offsets[lists]
         small = size <= kp
-        q, j, n = qq[small], jj[small], size[small]
-        row = np.repeat(np.arange(q.size), n)
-        at = offsets[lists[small]][row] + _segments(np.zeros(q.size, np.int64), n)
-        out = [(q[row], j[row], at, _sq_dist(self.list_emb, at, rq[q[row]]))]
+        out = []
+        pairs = np.flatnonzero(small)
+        for part in np.array_split(pairs, 1 + int(size[small].sum()) * rq.shape[1] // _CHUNK_ELEMS):
+            q, j, n = qq[part], jj[part], size[part]
+            row = np.repeat(np.arange(q.size), n)
+            at = offsets[lists[part]][row] + _segments(np.zeros(q.size, np.int64), n)
+            out.append((q[row], j[row], at, _sq_dist(self.list_emb, at, rq[q[row]])))
         qq, jj, lists = qq[~small], jj[~small], lists[~small]
         o = np.argsort(lists, kind="stable")
         qq, jj, lists = qq[o], jj[o], lists[o]
