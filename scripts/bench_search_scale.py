@@ -30,7 +30,8 @@ every backend) and P@100 (share of the 100 returned items of the query's class).
 load average is recorded beside every timing.
 
 Usage: python scripts/bench_search_scale.py --n 1000000 --classes 1000 --queries 1000 [--skip hnsw]
-       python scripts/bench_search_scale.py --crossover 2000 5000 10000 20000 54000 100000 --classes 1000
+       python scripts/bench_search_scale.py --crossover 2000 5000 10000 20000 54000 100000 200000 --buckets 512 --sparsity 1
+       python scripts/bench_search_scale.py --crossover 54000 1000000 --loop-queries 100
        python scripts/bench_search_scale.py --map-engine --n 1000000 --queries 10000 --classes 100
 """
 
@@ -368,37 +369,67 @@ def run_additive(b: Bench):
 
 # ----------------------------------------------------------------------------- crossover, metric engine
 def run_crossover(args) -> list[dict]:
-    """Hash table (d = 512, s = 1, k = 100) against IndexFlatL2 on its own embedding, 1 thread, per
-    N; the two are timed alternately (twice each, best kept) so that load drifts hit both."""
+    """Hash table (k = 100, each of --buckets × --sparsity) against IndexFlatL2 on its own
+    embedding and against the Python loop (on --loop-queries queries), 1 thread, per N: wall-clock
+    (flat timed before and after the tables, best kept) and process CPU seconds
+    (:func:`_cpu_seconds`), the fairer measure on a shared machine."""
     rows = []
     for n in args.crossover:
         data = make_data(n, args.queries, args.classes, args.sigma, args.seed)
         x, xq = data["x"], data["xq"]
-        ib, order = sparse_codes(data, 512, 1)
-        index = HashTableIndex(InvertedHashTable.build(ib), x)
-        flat = _add(faiss.IndexFlatL2(DIM), x)
-        out = {}
-
-        def hash_fn():
-            out["r"] = index.search(order, 1, TOPK, xq)
-
-        best_h, best_f, loads = np.inf, np.inf, []
-        for _ in range(2):
-            t, load = timed(hash_fn, 1)
-            best_h, loads = min(best_h, t), loads + [load]
-            t, load = timed(lambda: flat.search(xq, TOPK), 1)
-            best_f, loads = min(best_f, t), loads + [load]
-        cand = float(out["r"].n_candidates.mean())
         nq = len(xq)
-        row = {"n": n, "classes": args.classes, "queries": nq, "buckets": 512, "s": 1, "candidates": cand,
-               "qps_hash_1t": nq / best_h, "qps_flat_1t": nq / best_f, "speedup": best_f / best_h,
-               "ns_per_candidate": best_h / (nq * cand) * 1e9, "ns_per_item_flat": best_f / (nq * n) * 1e9,
-               "load_min": min(loads), "load_max": max(loads)}
-        rows.append(row)
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-        del index, flat, data
+        flat = _add(faiss.IndexFlatL2(DIM), x)
+        cpu_f = _cpu_seconds(lambda: flat.search(xq, TOPK))
+        best_f, load_f = timed(lambda: flat.search(xq, TOPK), 1)
+        n_rows = len(rows)
+        for d in args.buckets:
+            for s in args.sparsity:
+                ib, order = sparse_codes(data, d, s)
+                index = HashTableIndex(InvertedHashTable.build(ib), x)
+                out = {}
+
+                def hash_fn():
+                    out["r"] = index.search(order, s, TOPK, xq)
+
+                best_h, load_h = timed(hash_fn, 1)
+                cpu_h = _cpu_seconds(hash_fn)
+                m = min(nq, args.loop_queries)
+                cpu_loop = _cpu_seconds(lambda: search_loop(index.table, order[:m], s, TOPK, xq[:m], x)) * nq / m
+                cand = float(out["r"].n_candidates.mean())
+                row = {"n": n, "classes": args.classes, "queries": nq, "buckets": d, "s": s, "candidates": cand,
+                       "qps_hash_1t": nq / best_h, "wall_s_hash": best_h,
+                       "cpu_qps_hash": nq / cpu_h, "cpu_qps_flat": nq / cpu_f, "cpu_qps_loop": nq / cpu_loop,
+                       "cpu_speedup_vs_flat": cpu_f / cpu_h, "cpu_speedup_vs_loop": cpu_loop / cpu_h,
+                       "cpu_ns_per_candidate": cpu_h / (nq * cand) * 1e9,
+                       "cpu_ns_per_item_flat": cpu_f / (nq * n) * 1e9, "loop_queries": m,
+                       "load_hash": load_h}
+                rows.append(row)
+                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                      flush=True)
+                del index
+                gc.collect()
+        t, load = timed(lambda: flat.search(xq, TOPK), 1)
+        best_f = min(best_f, t)
+        for row in rows[n_rows:]:
+            row.update({"qps_flat_1t": nq / best_f, "speedup": best_f / row["wall_s_hash"],
+                        "ns_per_candidate": row["wall_s_hash"] / (nq * row["candidates"]) * 1e9,
+                        "ns_per_item_flat": best_f / (nq * n) * 1e9, "load_flat": max(load, load_f)})
+        del flat, data
         gc.collect()
     return rows
+
+
+def _cpu_seconds(fn) -> float:
+    """Process CPU seconds of one call at 1 thread (faiss, BLAS, torch limited): unlike wall-clock
+    time it does not grow when other processes share the cores."""
+    def timed_cpu():
+        t = time.process_time()
+        fn()
+        out.append(time.process_time() - t)
+
+    out: list[float] = []
+    time_call(timed_cpu, repeats=2, warmup=0, threads=1)
+    return min(out)
 
 
 def run_map_engine(args) -> list[dict]:
@@ -470,7 +501,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=54_000)
     ap.add_argument("--crossover", type=int, nargs="*", default=[],
-                    help="instead: hash table (d=512, s=1) vs IndexFlatL2 at these N")
+                    help="instead: hash table (--buckets x --sparsity, k=100) vs IndexFlatL2 and the loop at these N")
     ap.add_argument("--map-engine", action="store_true",
                     help="instead: time the metric engine's mAP@all / mAP@1000 (Q=--queries, N=--n, 64 bits)")
     ap.add_argument("--classes", type=int, default=1000)
@@ -492,6 +523,8 @@ def main(argv=None):
     if args.crossover or args.map_engine:
         rows = run_crossover(args) if args.crossover else run_map_engine(args)
         tag = args.tag or ("crossover" if args.crossover else f"map_engine_n{args.n}_q{args.queries}")
+        if args.crossover:
+            tag = args.tag or f"crossover_d{'-'.join(map(str, args.buckets))}_s{'-'.join(map(str, args.sparsity))}"
         finish(args, tag, rows, list(rows[0]), {}, t0)
         return 0
     tag = args.tag or f"n{args.n}_c{args.classes}_q{args.queries}"

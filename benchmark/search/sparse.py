@@ -405,10 +405,13 @@ class HashTableIndex:
         offsets = self.table.offsets
         size = offsets[lists + 1] - offsets[lists]
         small = size <= kp
-        q, j, n = qq[small], jj[small], size[small]
-        row = np.repeat(np.arange(q.size), n)
-        at = offsets[lists[small]][row] + _segments(np.zeros(q.size, np.int64), n)
-        out = [(q[row], j[row], at, _sq_dist(self.list_emb, at, rq[q[row]]))]
+        out = []
+        pairs = np.flatnonzero(small)
+        for part in np.array_split(pairs, 1 + int(size[small].sum()) * rq.shape[1] // _CHUNK_ELEMS):
+            q, j, n = qq[part], jj[part], size[part]
+            row = np.repeat(np.arange(q.size), n)
+            at = offsets[lists[part]][row] + _segments(np.zeros(q.size, np.int64), n)
+            out.append((q[row], j[row], at, _sq_dist(self.list_emb, at, rq[q[row]])))
         qq, jj, lists = qq[~small], jj[~small], lists[~small]
         o = np.argsort(lists, kind="stable")
         qq, jj, lists = qq[o], jj[o], lists[o]
@@ -464,16 +467,23 @@ class HashTableIndex:
         # one entry per (query, item): the copy of the earliest probe, which is the item's rank (in a
         # certified query every copy of an item at distance <= the k-th was kept)
         if self.max_buckets > 1:
-            o = np.lexsort((j, item, q))
-            q, j, item, d2 = q[o], j[o], item[o], d2[o]
+            key = q * self.table.n_items + item
+            o = np.lexsort((j, key))
+            key, q, j, item, d2 = key[o], q[o], j[o], item[o], d2[o]
             first = np.ones(q.size, dtype=bool)
-            first[1:] = (q[1:] != q[:-1]) | (item[1:] != item[:-1])
+            first[1:] = key[1:] != key[:-1]
             q, j, item, d2 = q[first], j[first], item[first], d2[first]
         o = np.lexsort((d2, q))
-        tie = (q[o][1:] == q[o][:-1]) & (d2[o][1:] == d2[o][:-1])
-        if tie.any():  # equal distances: first probe holding the item, then id
-            o = np.lexsort((item, j, d2, q))
-        q, item, d2 = q[o], item[o], d2[o]
+        q, j, item, d2 = q[o], j[o], item[o], d2[o]
+        tie = (q[1:] == q[:-1]) & (d2[1:] == d2[:-1])
+        if tie.any():  # runs of equal distances: by first probe holding the item, then id
+            in_run = np.zeros(q.size, dtype=bool)
+            in_run[1:] |= tie
+            in_run[:-1] |= tie
+            at_run = np.flatnonzero(in_run)
+            run = np.cumsum(np.concatenate([[True], ~tie]))[at_run]
+            src = at_run[np.lexsort((item[at_run], j[at_run], run))]
+            item[at_run], d2[at_run] = item[src], d2[src]
         cnt = np.bincount(q, minlength=nq)
         take = np.minimum(cnt, k)
         src = _segments(np.cumsum(cnt) - cnt, take)
