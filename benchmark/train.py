@@ -171,7 +171,7 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
         progress: bool = True, resume_from: Path | None = None, save_last: bool = False) -> dict[str, Any]:
     """Train ``method`` for ``epochs`` epochs; keep the checkpoint with the best validation mAP
     and load it back. Returns ``{"best_score", "best_checkpoint", "accelerator", "global_step",
-    "global_rank", "epochs", "throughput", "resumed_from_epoch"}`` (per-epoch timing from
+    "global_rank", "world_size", "epochs", "throughput", "resumed_from_epoch"}`` (per-epoch timing from
     :class:`EpochTimer`).
 
     ``devices > 1`` trains with Lightning's DDP, on GPUs (NCCL) or on CPU processes (gloo).
@@ -224,7 +224,7 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
                  if ckpt and ckpt.best_model_path else None)
     return {"best_score": best, "best_checkpoint": best_path,
             "accelerator": accelerator, "global_step": int(trainer.global_step),
-            "global_rank": int(trainer.global_rank), "epochs": timer.epochs,
+            "global_rank": int(trainer.global_rank), "world_size": int(trainer.world_size), "epochs": timer.epochs,
             "throughput": throughput_by_stage(timer.epochs), "resumed_from_epoch": resumed_epoch}
 
 
