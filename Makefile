@@ -23,8 +23,11 @@ REPORT ?= results/report
 REPORT_ARGS ?=
 REGRESS_ARGS ?=
 CALIBRATE_SEEDS ?= 0,1,2,3,4
+SWEEP ?= sweeps/digits-4cell.yaml
+EXECUTOR ?= local
+SWEEP_ARGS ?=
 
-.PHONY: setup bench test mutation list report report-readme regress regress-accept regress-calibrate clean-venv
+.PHONY: setup bench test test-all mutation list report report-readme regress regress-accept regress-calibrate sweep sweep-status clean-venv
 
 $(STAMP): pyproject.toml
 	@echo "hashbench: creating $(VENV) (first use; torch is large, this takes a few minutes)"
@@ -69,6 +72,12 @@ regress-accept: $(STAMP)  ## make the last regression run the baseline (records 
 
 regress-calibrate: $(STAMP)  ## run the suite over CALIBRATE_SEEDS and rewrite results/baselines/tolerances.csv
 	$(HASHBENCH) regress calibrate --seeds $(CALIBRATE_SEEDS) $(REGRESS_ARGS)
+
+sweep: $(STAMP)  ## run the unfinished cells of SWEEP (a sweep file) on EXECUTOR (local|slurm|ray; SWEEP_ARGS: --jobs 2 ...)
+	$(HASHBENCH) sweep run $(SWEEP) --executor $(EXECUTOR) $(SWEEP_ARGS)
+
+sweep-status: $(STAMP)  ## done / running / failed / pending cells of SWEEP, with the tail of each failure's log
+	$(HASHBENCH) sweep status $(SWEEP)
 
 clean-venv:
 	rm -rf $(VENV)

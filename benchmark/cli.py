@@ -419,3 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as stop:
+        from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+        if not isinstance(stop, SIGTERMException):  # Lightning's, a SystemExit without a code (status 0)
+            raise
+        print("error: terminated by SIGTERM (with --resume a rerun continues from the last checkpoint)",
+              file=sys.stderr)
+        return 128 + 15

@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import yaml
@@ -66,6 +67,10 @@ def identity_of_run(run_dir: Path) -> str | None:
         return None
 
 
+#: Identities of run directories already read (a published run directory never changes).
+_KNOWN: dict[Path, str] = {}
+
+
 def finished_runs(out_dir: Path) -> dict[str, Path]:
     """Identity → run directory for every finished run directly under ``out_dir`` (a directory
     with ``config.yaml`` and ``metrics.csv``, never a hidden ``.tmp-`` one); the oldest name wins
@@ -75,10 +80,14 @@ def finished_runs(out_dir: Path) -> dict[str, Path]:
     if not out_dir.is_dir():
         return out
     for d in sorted(out_dir.iterdir()):
-        if d.name.startswith(".") or not (d / "metrics.csv").is_file() or not (d / "config.yaml").is_file():
+        if d.name.startswith("."):
             continue
-        ident = identity_of_run(d)
-        if ident is not None:
+        ident = _KNOWN.get(d)
+        if ident is None and (d / "metrics.csv").is_file() and (d / "config.yaml").is_file():
+            ident = identity_of_run(d)
+            if ident is not None:
+                _KNOWN[d] = ident
+        if ident is not None and d.is_dir():
             out.setdefault(ident, d)
     return out
 
@@ -104,23 +113,38 @@ def last_checkpoint(out_dir: Path, identity: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _try_lock(fd: int, mode: int) -> bool:
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        return True
+    except OSError as err:
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+
+
 class Claim:
     """Exclusive claim on an identity: an ``flock`` on ``OUT/.lock-<identity>`` for the lifetime
-    of the ``with`` block. The lock file stays (empty); the lock goes with the process."""
+    of the ``with`` block. The lock file stays (empty); the lock goes with the process. A lock
+    still held after ``patience`` seconds (a run holds it for its whole training, a
+    :func:`is_claimed` probe for an instant) means another writer: :class:`RunBusyError`."""
 
-    def __init__(self, out_dir: Path, identity: str) -> None:
+    def __init__(self, out_dir: Path, identity: str, patience: float = 2.0) -> None:
         self.path = Path(out_dir) / f".lock-{identity}"
+        self.patience = patience
         self._fd: int | None = None
 
     def __enter__(self) -> "Claim":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.patience
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
+            while not _try_lock(fd, fcntl.LOCK_EX):
+                if time.monotonic() >= deadline:
+                    raise RunBusyError(f"another process is running this run (lock {self.path} is held)")
+                time.sleep(0.1)
+        except BaseException:
             os.close(fd)
-            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunBusyError(f"another process is running this run (lock {self.path} is held)") from None
             raise
         self._fd = fd
         return self
@@ -135,13 +159,17 @@ class Claim:
 def is_claimed(out_dir: Path, identity: str) -> bool:
     """Whether a live process holds the claim on ``identity`` (probes the lock without keeping it)."""
     path = Path(out_dir) / f".lock-{identity}"
-    if not path.exists():
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
         return False
     try:
-        with Claim(out_dir, identity):
+        if _try_lock(fd, fcntl.LOCK_SH):  # shared: two probes never block each other
+            fcntl.flock(fd, fcntl.LOCK_UN)
             return False
-    except RunBusyError:
         return True
+    finally:
+        os.close(fd)
 
 
 class ResumableRunWriter(store.RunWriter):

@@ -183,8 +183,12 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
         train_info: dict[str, Any] = {}
         t1 = time.time()
         if cls.requires_training:
-            train_x = item(split.train) if frozen else item(split.train, aug=harness["augment"])
-            loader = data_mod.make_loader(train_x, data.labels[split.train], bs, True, req.seed, harness["sampler"],
+            train_x = item(split.train) if frozen else item(split.train, aug=bool(harness["augment"]))
+            # DDP: batch_size is the global batch; each of the `devices` processes takes its share
+            if req.devices > 1 and bs % req.devices:
+                raise ValueError(f"batch_size {bs} is not divisible by --devices {req.devices}")
+            loader = data_mod.make_loader(train_x, data.labels[split.train], bs // max(1, req.devices), True, req.seed,
+                                          harness["sampler"],
                                           harness["classes_per_batch"], harness["images_per_class"], harness["num_workers"])
             method.on_training_data(data.labels[split.train])
             score_fn = _validation_score_fn(method, eval_loader(split.val), eval_loader(split.train),

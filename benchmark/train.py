@@ -187,7 +187,7 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
         save_last: bool = False, precision: str = "32-true") -> dict[str, Any]:
     """Train ``method`` for ``epochs`` epochs; keep the checkpoint with the best validation mAP
     and load it back. Returns ``{"best_score", "best_checkpoint", "accelerator", "global_step",
-    "global_rank", "epochs", "throughput", "resumed_from_epoch"}`` (per-epoch timing from
+    "global_rank", "world_size", "epochs", "throughput", "resumed_from_epoch"}`` (per-epoch timing from
     :class:`EpochTimer`).
 
     ``loggers``: Lightning loggers (default: the CSV log ``<run>/logs/``; see
@@ -243,7 +243,7 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
                  if ckpt and ckpt.best_model_path else None)
     return {"best_score": best, "best_checkpoint": best_path,
             "accelerator": accelerator, "global_step": int(trainer.global_step),
-            "global_rank": int(trainer.global_rank), "epochs": timer.epochs,
+            "global_rank": int(trainer.global_rank), "world_size": int(trainer.world_size), "epochs": timer.epochs,
             "throughput": throughput_by_stage(timer.epochs), "resumed_from_epoch": resumed_epoch}
 
 

@@ -134,8 +134,9 @@ AccountingStoragePort=$dbd_port
 AccountingStoragePass=$dir/munge.socket
 MpiDefault=none
 ReturnToService=2
-# finished jobs stay visible to scontrol for 10 minutes
+# finished jobs stay visible to scontrol for 10 minutes; a cancelled job's processes get 5 s
 MinJobAge=600
+KillWait=5
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=1
 NodeName=$node NodeAddr=127.0.0.1 $hw State=UNKNOWN

@@ -85,3 +85,16 @@ def test_a_held_claim_backs_off(tmp_path):
     assert "another process is running this run" in busy.stderr
     assert resume.finished_runs(other) == {} and not list(other.glob(f"{resume.RESUME_PREFIX}*"))
     assert not resume.is_claimed(other, ident)
+
+
+def test_two_writers_of_one_identity_never_collide(tmp_path):
+    out = tmp_path / "runs"
+    argv = HASHBENCH + ["run", "--method", "lsh", "--dataset", "digits", "--bits", "16", "--seeds", "0",
+                        "--device", "cpu", "--no-speed", "--no-progress", "--out", str(out), "--resume"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    # one wins; the other found the claim held (75) or, started later, the finished run (0, not rerun)
+    assert codes in ([0, 0], [0, 75]), results
+    assert len(resume.finished_runs(out)) == 1
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]

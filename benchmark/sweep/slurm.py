@@ -10,6 +10,7 @@ from the run's last checkpoint.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,11 +20,21 @@ from hashbench.benchmark.sweep.cell import run_cell
 from hashbench.benchmark.sweep.executors import Submitted, Task
 
 
+#: Exit status of ``hashbench run`` stopped by SIGTERM (what SLURM sends on scancel, requeue, preemption).
+TERMINATED = 128 + 15
+
+
 class SlurmCell(submitit.helpers.Checkpointable):
     """A cell as submitit's job function; requeued on preemption/time-out (see the module)."""
 
     def __call__(self, argv: list[str], log: str, env: dict[str, str]) -> dict[str, Any]:
-        return run_cell(argv, log, env)
+        result = run_cell(argv, log, env)
+        if result["returncode"] == TERMINATED:
+            # SLURM is ending this job (scancel, requeue, preemption) and SIGKILLs it after
+            # KillWait: report nothing, so that submitit reports the job's own fate (cancelled, or
+            # the requeued job's result) instead of a result from a run cut short.
+            time.sleep(600)
+        return result
 
 
 class SlurmExecutor:
