@@ -22,11 +22,10 @@ from hashbench.methods.hashnet import (
     step_lr_factor,
     two_stream_split,
 )
+from hashbench.benchmark.config import HARNESS_KEYS
 from hashbench.methods.registry import get_method
 
 LOG2 = math.log(2.0)
-HARNESS_KEYS = {"epochs", "batch_size", "backbone", "frozen", "pretrained", "image_size", "augment",
-                "num_workers", "sampler", "classes_per_batch", "images_per_class"}
 
 
 class TinyBackbone(nn.Module):
