@@ -27,7 +27,7 @@ SWEEP ?= sweeps/digits-4cell.yaml
 EXECUTOR ?= local
 SWEEP_ARGS ?=
 
-.PHONY: setup bench test test-all mutation list report report-readme regress regress-accept regress-calibrate sweep sweep-status clean-venv
+.PHONY: setup bench test mutation list report report-readme regress regress-accept regress-calibrate sweep sweep-status clean-venv
 
 $(STAMP): pyproject.toml
 	@echo "hashbench: creating $(VENV) (first use; torch is large, this takes a few minutes)"

@@ -245,8 +245,7 @@ def cmd_evaluate(args) -> int:
     import yaml
 
     from hashbench.benchmark import store
-    from hashbench.benchmark.evaluate import evaluate
-    from hashbench.benchmark.runner import evaluate_encoded_run, inputs_from_npz
+    from hashbench.benchmark.runner import evaluate_encoded_run, evaluate_lengths, inputs_from_npz
 
     for run in args.run_dirs:
         if not (run / "codes.npz").exists():
@@ -259,10 +258,8 @@ def cmd_evaluate(args) -> int:
         with np.load(run / "codes.npz") as z:
             inp = inputs_from_npz(z)
         n_classes = inp.query_labels.shape[1]
-        rows = []
-        for bits, opts in cfg["evaluation_lengths"].items():
-            prefix = opts.get("prefix")
-            rows += evaluate(inp, int(bits), cfg["map_at"], n_classes, int(old["seed"].iloc[0]), prefix=prefix, speed=False).rows
+        rows = evaluate_lengths(inp, cfg["evaluation_lengths"], cfg["map_at"], n_classes, int(old["seed"].iloc[0]),
+                                speed=False)[0]
         ctx = old.iloc[0][["method", "dataset", "protocol", "backbone", "seed", "config_hash", "settings",
                            "hardware"]].to_dict()
         ctx.update(git_revision=store.git_revision(), timestamp=store.now_stamp())

@@ -244,30 +244,28 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
             "map_variant_default": DEFAULT_MAP, "training": train_info,
             "data_source": data.source, "device": device,
             "method_hparams": _plain(dict(getattr(method, "hparams", {}) or {}))}
+        metrics = pd.DataFrame()
         if req.encode_only:
             # metrics later, anywhere: `hashbench evaluate` reads the context and timings kept here
             config["encode_only"] = {"context": context, "train_seconds": train_seconds,
                                      "feature_seconds": feature_seconds}
-            writer.write_yaml("config.yaml", config)
-            writer.write_json("split.json", {"protocol": proto.name, "description": proto.description,
-                                             "split_seed": req.split_seed, "sizes": split.sizes(), "sha256": split.sha256()})
-            writer.write_npz("codes.npz", **codes_npz(cls.code_type, q_codes, db_codes, inputs, method))
-            loggers_mod.finalize(trackers, "success")
-            return writer.commit(), pd.DataFrame()
-        rows, per_query, curves = evaluate_lengths(inputs, method.evaluation_lengths(), map_at,
-                                                   data.labels.shape[1], req.seed, req.speed)
-        rows += timing_rows(req.bits, train_seconds, feature_seconds)
-        metrics = store.metric_rows(context, rows)
-        if not np.isfinite(metrics["value"].to_numpy(dtype=float)).any():
-            raise RuntimeError("no finite metric was produced")
+            metrics = pd.DataFrame()  # the caller prints nothing for this run
+        else:
+            rows, per_query, curves = evaluate_lengths(inputs, method.evaluation_lengths(), map_at,
+                                                       data.labels.shape[1], req.seed, req.speed)
+            rows += timing_rows(req.bits, train_seconds, feature_seconds)
+            metrics = store.metric_rows(context, rows)
+            if not np.isfinite(metrics["value"].to_numpy(dtype=float)).any():
+                raise RuntimeError("no finite metric was produced")
+            writer.write_frame("metrics.csv", metrics)
+            writer.write_json("curves.json", curves)
+            writer.write_npz("per_query.npz", **per_query)
         writer.write_yaml("config.yaml", config)
         writer.write_json("split.json", {"protocol": proto.name, "description": proto.description,
                                          "split_seed": req.split_seed, "sizes": split.sizes(), "sha256": split.sha256()})
-        writer.write_frame("metrics.csv", metrics)
-        writer.write_json("curves.json", curves)
-        writer.write_npz("per_query.npz", **per_query)
         writer.write_npz("codes.npz", **codes_npz(cls.code_type, q_codes, db_codes, inputs, method))
-        loggers_mod.log_metric_table(trackers, metrics, writer.path / "metrics.csv", train_info.get("global_step", 0))
+        if not req.encode_only:
+            loggers_mod.log_metric_table(trackers, metrics, writer.path / "metrics.csv", train_info.get("global_step", 0))
         loggers_mod.finalize(trackers, "success")
         path = writer.commit()
     except BaseException:

@@ -64,9 +64,14 @@ class WindowTimer(Callback):
         return time.perf_counter()
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._t0, self._samples, self._timers0 = None, 0, {}
+        self._t0, self._samples, self._timers0, self._steps = None, 0, {}, []
+        self._last = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        if self._t0 is not None:
+            self._steps.append((now - self._last, len(batch[0])))
+        self._last = now
         if batch_idx + 1 == self.warmup or (self.warmup == 0 and self._t0 is None):
             self._t0 = self._now(pl_module)
             self._timers0 = dict(getattr(pl_module, "timers", {}) or {})
@@ -78,7 +83,12 @@ class WindowTimer(Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         seconds = self._t1 - self._t0
+        # the median step: robust to a shared machine's load bursts (unsynchronised on CUDA, where
+        # only the window's total is exact)
+        step, size = (float(np.median([s for s, _ in self._steps])), float(np.median([n for _, n in self._steps]))) \
+            if self._steps else (float("nan"), 0.0)
         row = {"epoch": int(trainer.current_epoch), "images": self._samples, "seconds": seconds,
+               "median_images_per_second": size / step if step > 0 else float("nan"),
                "stage": int(pl_module.stage(trainer.current_epoch)) if callable(getattr(pl_module, "stage", None)) else 1}
         for k, v in self._timers1.items():
             row[f"{k}_share"] = (float(v) - float(self._timers0.get(k, 0.0))) / seconds
@@ -149,15 +159,18 @@ def measure(method: str, data, setup: Setup, dataset: str = "cifar10", variant: 
     rows = []
     for r in timer.epochs:
         row = {"method": method, "stage": r["stage"], "images": r["images"], "seconds": round(r["seconds"], 3),
-               "images_per_second": round(r["images"] / r["seconds"], 2) if r["seconds"] > 0 else float("nan")}
+               "images_per_second": round(r["images"] / r["seconds"], 2) if r["seconds"] > 0 else float("nan"),
+               "median_images_per_second": round(r["median_images_per_second"], 2)}
         row.update({k: round(v, 4) for k, v in r.items() if k.endswith("_share")})
         rows.append(row)
     return rows
 
 
 def overhead(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` with ``overhead``: the bare backbone's images/s over each row's (1.0 = none)."""
-    bare = [r["images_per_second"] for r in rows if r["method"] == "bare"]
+    """``rows`` with ``overhead``: the bare backbone's images/s over each row's (1.0 = none), of
+    the window's mean and (``overhead_median``) of the median step."""
+    bare = [r for r in rows if r["method"] == "bare"]
     for r in rows:
-        r["overhead"] = round(bare[0] / r["images_per_second"], 3) if bare else float("nan")
+        for rate, name in (("images_per_second", "overhead"), ("median_images_per_second", "overhead_median")):
+            r[name] = round(bare[0][rate] / r[rate], 3) if bare and r[rate] > 0 else float("nan")
     return rows

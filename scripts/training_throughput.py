@@ -45,7 +45,7 @@ def measure(argv: list[str]) -> int:
     p.add_argument("--data-root", default=None)
     p.add_argument("--variant", default="finetune", help="method config variant (default: finetune)")
     p.add_argument("--backbone", default="efficientnet-lite0")
-    p.add_argument("--size", type=int, default=160)
+    p.add_argument("--size", type=int, default=160, help="input side (0: the images' own)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=100, help="timed batches per stage (after --warmup)")
     p.add_argument("--warmup", type=int, default=5)
@@ -64,7 +64,7 @@ def measure(argv: list[str]) -> int:
     if a.threads:
         __import__("torch").set_num_threads(a.threads)
     data = load_data(a.dataset, None, 0, a.data_root).data
-    setup = tp.Setup(backbone=a.backbone, image_size=a.size, batch=a.batch, steps=a.steps + a.warmup,
+    setup = tp.Setup(backbone=a.backbone, image_size=a.size or None, batch=a.batch, steps=a.steps + a.warmup,
                      warmup=a.warmup, device=a.device, pipeline=a.pipeline, num_workers=a.num_workers,
                      precision=a.precision, channels_last=a.channels_last, compile=a.compile,
                      augment=False if a.augment in ("false", "none") else a.augment, seed=a.seed)

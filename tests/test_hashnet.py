@@ -22,10 +22,10 @@ from hashbench.methods.hashnet import (
     step_lr_factor,
     two_stream_split,
 )
+from hashbench.benchmark.config import HARNESS_KEYS
 from hashbench.methods.registry import get_method
 
 LOG2 = math.log(2.0)
-from hashbench.benchmark.config import HARNESS_KEYS  # noqa: E402  (the harness's own list, not a copy)
 
 
 class TinyBackbone(nn.Module):
