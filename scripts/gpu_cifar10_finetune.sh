@@ -10,7 +10,7 @@ EPOCHS=${1:-30}
 OUT=${2:-results/runs/gpu}
 PY=${PYTHON:-python3}
 METHODS=${METHODS:-"hashnet:48 drq:32"}
-if $PY -c "from methods.backbones import torchvision_weights_path as p; import sys; sys.exit(0 if p('alexnet').exists() else 1)"; then
+if $PY -c "from hashbench.methods.backbones import torchvision_weights_path as p; import sys; sys.exit(0 if p('alexnet').exists() else 1)"; then
   BACKBONE=alexnet; SIZE=224
 else
   BACKBONE=efficientnet-lite0; SIZE=224
