@@ -171,6 +171,33 @@ def measure(method: str, data, setup: Setup, dataset: str = "cifar10", variant: 
     return rows
 
 
+def loader_rate(data, setup: Setup, dataset: str = "cifar10") -> dict[str, Any]:
+    """The input pipeline alone (``method`` ``"loader"``): images/s and images per CPU-second of
+    drawing ``steps`` training batches (gather, augmentation, resize, normalisation, on the
+    device) after ``warmup`` batches, without any training step."""
+    spec = build_backbone(setup.backbone, pretrained=False, image_size=setup.image_size,
+                          in_channels=data_mod.in_channels_of(data)).input_spec
+    device = "cuda" if accelerator_for(setup.device) == "gpu" else "cpu"
+    idx = np.random.default_rng(setup.seed).permutation(len(data.labels))[:setup.steps * setup.batch]
+    items = data_mod.image_items(dataset, data, spec, _harness(setup), setup.seed, device)
+    loader = data_mod.make_loader(items(idx, aug=setup.augment), data.labels[idx], setup.batch, True, setup.seed,
+                                  num_workers=setup.num_workers)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    images = 0
+    for i, (x, _) in enumerate(loader):
+        x = x.to(device, non_blocking=True)
+        if i + 1 == setup.warmup:
+            sync()
+            t0, c0 = time.perf_counter(), time.process_time()
+        elif i + 1 > setup.warmup:
+            images += len(x)
+    sync()
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"method": "loader", "stage": 0, "images": images, "seconds": round(seconds, 3),
+            "images_per_second": round(images / seconds, 2), "median_images_per_second": float("nan"),
+            "images_per_cpu_second": round(images / cpu, 2) if cpu > 0 else float("nan")}
+
+
 def overhead(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``rows`` with ``overhead``: the bare backbone's images/s over each row's (1.0 = none), of
     the window's mean, (``overhead_median``) of the median step and (``overhead_cpu``) of the
