@@ -7,6 +7,9 @@ Lightning Trainer for one epoch per stage of ``steps`` batches (DRQ: three stage
 Table and its cascade: two, stage 2 including the CPU min-cost-flow solver); the rate counts the
 batches after the first ``warmup`` of each epoch, timed with the device synchronised at both ends
 of that window. Methods report their timers (the flow solver's seconds) over the same window.
+On a shared CPU the wall clock follows the other processes' load; the window's CPU time of this
+process (``time.process_time``: every thread, the solver included) does not, so with one
+intra-op thread ``images_per_cpu_second`` and ``overhead_cpu`` are the comparable numbers there.
 """
 from __future__ import annotations
 
@@ -58,10 +61,10 @@ class WindowTimer(Callback):
     def __init__(self, warmup: int) -> None:
         self.warmup, self.epochs = int(warmup), []
 
-    def _now(self, pl_module) -> float:
+    def _now(self, pl_module) -> tuple[float, float]:
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
-        return time.perf_counter()
+        return time.perf_counter(), time.process_time()
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t0, self._samples, self._timers0, self._steps = None, 0, {}, []
@@ -82,12 +85,13 @@ class WindowTimer(Callback):
             self._timers1 = dict(getattr(pl_module, "timers", {}) or {})
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        seconds = self._t1 - self._t0
+        seconds, cpu_seconds = self._t1[0] - self._t0[0], self._t1[1] - self._t0[1]
         # the median step: robust to a shared machine's load bursts (unsynchronised on CUDA, where
         # only the window's total is exact)
         step, size = (float(np.median([s for s, _ in self._steps])), float(np.median([n for _, n in self._steps]))) \
             if self._steps else (float("nan"), 0.0)
         row = {"epoch": int(trainer.current_epoch), "images": self._samples, "seconds": seconds,
+               "cpu_seconds": cpu_seconds,
                "median_images_per_second": size / step if step > 0 else float("nan"),
                "stage": int(pl_module.stage(trainer.current_epoch)) if callable(getattr(pl_module, "stage", None)) else 1}
         for k, v in self._timers1.items():
@@ -160,17 +164,47 @@ def measure(method: str, data, setup: Setup, dataset: str = "cifar10", variant: 
     for r in timer.epochs:
         row = {"method": method, "stage": r["stage"], "images": r["images"], "seconds": round(r["seconds"], 3),
                "images_per_second": round(r["images"] / r["seconds"], 2) if r["seconds"] > 0 else float("nan"),
-               "median_images_per_second": round(r["median_images_per_second"], 2)}
+               "median_images_per_second": round(r["median_images_per_second"], 2),
+               "images_per_cpu_second": round(r["images"] / r["cpu_seconds"], 2) if r["cpu_seconds"] > 0 else float("nan")}
         row.update({k: round(v, 4) for k, v in r.items() if k.endswith("_share")})
         rows.append(row)
     return rows
 
 
+def loader_rate(data, setup: Setup, dataset: str = "cifar10") -> dict[str, Any]:
+    """The input pipeline alone (``method`` ``"loader"``): images/s and images per CPU-second of
+    drawing ``steps`` training batches (gather, augmentation, resize, normalisation, on the
+    device) after ``warmup`` batches, without any training step."""
+    spec = build_backbone(setup.backbone, pretrained=False, image_size=setup.image_size,
+                          in_channels=data_mod.in_channels_of(data)).input_spec
+    device = "cuda" if accelerator_for(setup.device) == "gpu" else "cpu"
+    idx = np.random.default_rng(setup.seed).permutation(len(data.labels))[:setup.steps * setup.batch]
+    items = data_mod.image_items(dataset, data, spec, _harness(setup), setup.seed, device)
+    loader = data_mod.make_loader(items(idx, aug=setup.augment), data.labels[idx], setup.batch, True, setup.seed,
+                                  num_workers=setup.num_workers)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    images = 0
+    for i, (x, _) in enumerate(loader):
+        x = x.to(device, non_blocking=True)
+        if i + 1 == setup.warmup:
+            sync()
+            t0, c0 = time.perf_counter(), time.process_time()
+        elif i + 1 > setup.warmup:
+            images += len(x)
+    sync()
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"method": "loader", "stage": 0, "images": images, "seconds": round(seconds, 3),
+            "images_per_second": round(images / seconds, 2), "median_images_per_second": float("nan"),
+            "images_per_cpu_second": round(images / cpu, 2) if cpu > 0 else float("nan")}
+
+
 def overhead(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``rows`` with ``overhead``: the bare backbone's images/s over each row's (1.0 = none), of
-    the window's mean and (``overhead_median``) of the median step."""
+    the window's mean, (``overhead_median``) of the median step and (``overhead_cpu``) of the
+    process's CPU time."""
     bare = [r for r in rows if r["method"] == "bare"]
     for r in rows:
-        for rate, name in (("images_per_second", "overhead"), ("median_images_per_second", "overhead_median")):
+        for rate, name in (("images_per_second", "overhead"), ("median_images_per_second", "overhead_median"),
+                           ("images_per_cpu_second", "overhead_cpu")):
             r[name] = round(bare[0][rate] / r[rate], 3) if bare and r[rate] > 0 else float("nan")
     return rows

@@ -40,7 +40,8 @@ def measure(argv: list[str]) -> int:
     from hashbench.benchmark.store import hardware_description
 
     p = argparse.ArgumentParser(prog="training_throughput.py measure")
-    p.add_argument("--methods", default="bare,hashnet,drq,dht,cascade-dht")
+    p.add_argument("--methods", default="bare,hashnet,drq,dht,cascade-dht",
+                   help="comma list: bare (the backbone alone), method names, loader (the input pipeline alone)")
     p.add_argument("--dataset", default="cifar10")
     p.add_argument("--data-root", default=None)
     p.add_argument("--variant", default="finetune", help="method config variant (default: finetune)")
@@ -71,7 +72,8 @@ def measure(argv: list[str]) -> int:
     load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
     rows = []
     for m in [m.strip() for m in a.methods.split(",") if m.strip()]:
-        rows += tp.measure(m, data, setup, dataset=a.dataset, variant=a.variant if m != "bare" else None)
+        rows += [tp.loader_rate(data, setup, a.dataset)] if m == "loader" else \
+            tp.measure(m, data, setup, dataset=a.dataset, variant=a.variant if m != "bare" else None)
         print(f"# {rows[-1]}", file=sys.stderr)
     frame = pd.DataFrame(tp.overhead(rows))
     device = "cuda" if a.device != "cpu" and __import__("torch").cuda.is_available() else "cpu"

@@ -65,3 +65,5 @@ def test_throughput_rows_per_stage_with_the_solver_share(digits):
     assert all(r["images"] == 2 * 20 and r["images_per_second"] > 0 for r in rows)
     assert rows[0]["overhead"] == 1.0 and all(r["overhead"] > 0 for r in rows)
     assert 0 < rows[-1]["flow_solver_share"] < 1 and rows[-2]["flow_solver_share"] == 0
+    pipe = tp.loader_rate(digits.data, setup, dataset="digits")
+    assert pipe["images"] == 2 * 20 and pipe["images_per_second"] > 0 and pipe["images_per_cpu_second"] > 0
