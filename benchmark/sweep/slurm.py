@@ -29,7 +29,7 @@ class SlurmCell(submitit.helpers.Checkpointable):
 
     def __call__(self, argv: list[str], log: str, env: dict[str, str]) -> dict[str, Any]:
         result = run_cell(argv, log, env)
-        if result["returncode"] == TERMINATED:
+        if result["returncode"] in (TERMINATED, -15):  # ended by SIGTERM: in training (143) or outside it
             # SLURM is ending this job (scancel, requeue, preemption) and SIGKILLs it after
             # KillWait: report nothing, so that submitit reports the job's own fate (cancelled, or
             # the requeued job's result) instead of a result from a run cut short.
