@@ -191,3 +191,22 @@ def test_resume_state_carries_the_batched_loaders_shuffling_and_augmentation(sam
     for (xa, ya), (xb, yb) in zip(again, second):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, second))  # epochs differ: the state matters
+
+
+@pytest.mark.parametrize("setting, mode", [("resized_crop", "resized_crop"), ("false", None)])
+def test_a_run_trains_with_the_augment_mode_it_names(setting, mode, tmp_path, monkeypatch):
+    """The runner hands the harness's ``augment`` setting itself to the batched pipeline (not
+    bool() of it, which turned resized_crop, and the string "false", into crop)."""
+    from hashbench.benchmark.runner import RunRequest, run_one
+
+    seen = []
+    init = D.ImageBatches.__init__
+
+    def spy(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        seen.append(None if self.augment is None else self.augment.mode)
+    monkeypatch.setattr(D.ImageBatches, "__init__", spy)
+    run_one(RunRequest(method="hashnet", dataset="digits", bits=16, epochs=1, device="cpu", out_dir=tmp_path,
+                       speed=False, overrides={"augment": setting}))
+    assert seen[0] == mode  # the training set's
+    assert set(seen[1:]) == {None}  # validation, query and database sets are never augmented
