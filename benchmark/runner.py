@@ -183,7 +183,7 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
         train_info: dict[str, Any] = {}
         t1 = time.time()
         if cls.requires_training:
-            train_x = item(split.train) if frozen else item(split.train, aug=bool(harness["augment"]))
+            train_x = item(split.train) if frozen else item(split.train, aug=harness["augment"])
             # DDP: batch_size is the global batch; each of the `devices` processes takes its share
             if req.devices > 1 and bs % req.devices:
                 raise ValueError(f"batch_size {bs} is not divisible by --devices {req.devices}")

@@ -108,13 +108,29 @@ class RngState(Callback):
         self.loader = loader
 
     def _generators(self) -> dict[str, Any]:
+        """Every generator the loader draws from, each once, by where it is first found: its
+        samplers and the samplers they wrap (the batched image pipeline hands a DataLoader a
+        ``BatchSampler`` over a seeded ``RandomSampler`` as its ``sampler``), the DataLoader's
+        own ``generator``, and the dataset's batch augmentation (``dataset.augment.gen``)."""
         found: dict[str, Any] = {}
+        seen: set[int] = set()
+
+        def visit(name: str, obj: Any, depth: int = 0) -> None:
+            if obj is None or depth > 3:
+                return
+            if isinstance(obj, (torch.Generator, np.random.Generator)):
+                if id(obj) not in seen:
+                    seen.add(id(obj))
+                    found[name] = obj
+                return
+            for attr in ("generator", "rng", "gen"):
+                visit(f"{name}.{attr}", getattr(obj, attr, None), depth + 1)
+            visit(f"{name}.sampler", getattr(obj, "sampler", None), depth + 1)
+
         for owner in ("sampler", "batch_sampler"):
-            obj = getattr(self.loader, owner, None)
-            for attr in ("generator", "rng"):
-                gen = getattr(obj, attr, None)
-                if isinstance(gen, (torch.Generator, np.random.Generator)):
-                    found[f"{owner}.{attr}"] = gen
+            visit(owner, getattr(self.loader, owner, None))
+        visit("generator", getattr(self.loader, "generator", None))
+        visit("dataset.augment", getattr(getattr(self.loader, "dataset", None), "augment", None))
         return found
 
     def state_dict(self) -> dict[str, Any]:

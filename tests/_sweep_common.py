@@ -89,6 +89,9 @@ def check_killed_then_completed(store: Path, killed: str, first: tuple[int, str]
     assert set(runs) == set(cells) and len(runs) == 4
     report.write_report([store], store.parent / "report", ci=False, figures=False)
     table = pd.read_csv(store.parent / "report" / "table.csv")
-    assert sorted(table["bits"]) == [16, 32] and set(table["n"]) == {2} and set(table["method"]) == {"hashnet"}
+    # the sweep's --epochs 3 departs from the shipped digits config (30 epochs): every run records the
+    # settings "epochs=3" and the report names the row by them (benchmark.report.method_label)
+    assert sorted(table["bits"]) == [16, 32] and set(table["n"]) == {2}, table
+    assert set(table["method"]) == {f"hashnet [epochs={SWEEP['epochs'][0]}]"}, table
     print(json.dumps({"after_kill": after_kill[killed], "after_rerun": cells[killed]}, indent=1))
     return final

@@ -163,3 +163,50 @@ def test_gpu_store_gives_the_cpu_batches():
     assert gpu[0].is_cuda and gpu[0].is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(gpu[0].cpu(), cpu[0], rtol=1e-5, atol=1e-5)
     assert torch.equal(gpu[1].cpu(), cpu[1])
+
+
+@pytest.mark.parametrize("sampler", ["random", "class_balanced"])
+def test_resume_state_carries_the_batched_loaders_shuffling_and_augmentation(sampler):
+    """RngState (saved in last.ckpt) finds the batched loader's generators (its BatchSampler's
+    RandomSampler, the class-balanced sampler, the augmentation's), so a loader built afresh in a
+    resumed process draws the uninterrupted loader's next epoch, not its first one again."""
+    from hashbench.benchmark.train import RngState
+
+    data = _images()
+    idx = np.arange(100)
+    spec = InputSpec(None, 3, (0,) * 3, (1,) * 3)
+
+    def loader():
+        ds = D.ImageBatches(D.ImageStore(data.x), data.labels, idx, spec, augment="crop", seed=5)
+        return D.make_loader(ds, data.labels[idx], 16, True, 5, sampler, 3, 4)
+
+    whole = loader()
+    first = list(whole)
+    state = RngState(whole).state_dict()
+    second = list(whole)
+    resumed = loader()
+    RngState(resumed).load_state_dict(state)
+    again = list(resumed)
+    assert len(again) == len(second)
+    for (xa, ya), (xb, yb) in zip(again, second):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, second))  # epochs differ: the state matters
+
+
+@pytest.mark.parametrize("setting, mode", [("resized_crop", "resized_crop"), ("false", None)])
+def test_a_run_trains_with_the_augment_mode_it_names(setting, mode, tmp_path, monkeypatch):
+    """The runner hands the harness's ``augment`` setting itself to the batched pipeline (not
+    bool() of it, which turned resized_crop, and the string "false", into crop)."""
+    from hashbench.benchmark.runner import RunRequest, run_one
+
+    seen = []
+    init = D.ImageBatches.__init__
+
+    def spy(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        seen.append(None if self.augment is None else self.augment.mode)
+    monkeypatch.setattr(D.ImageBatches, "__init__", spy)
+    run_one(RunRequest(method="hashnet", dataset="digits", bits=16, epochs=1, device="cpu", out_dir=tmp_path,
+                       speed=False, overrides={"augment": setting}))
+    assert seen[0] == mode  # the training set's
+    assert set(seen[1:]) == {None}  # validation, query and database sets are never augmented
