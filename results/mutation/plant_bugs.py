@@ -1,6 +1,8 @@
-"""Plant each bug of issue 13 in the working tree, one at a time, run the test files that should
-catch it, record the first failing test, and restore the file. Usage (from the repository root):
-``.venv/bin/python results/mutation/plant_bugs.py`` -> results/mutation/planted.csv."""
+"""Plant each bug of issue 13, one at a time, in a copy of the working tree laid out as the import
+namespace (scripts/mutation.py's staging, imported first through PYTHONPATH; the checkout itself is
+never modified), run the test files that should catch it and record the first failing test.
+Usage (from the repository root): ``.venv/bin/python results/mutation/plant_bugs.py [INDEX ...]``
+-> results/mutation/planted.csv (rewritten; with indices, rows appended)."""
 from __future__ import annotations
 
 import csv
@@ -50,22 +52,37 @@ PLANTS = [
      'return {"embedding": self.embed(x)}', 'return {"embedding": self.embed(x)[:, :8]}', [C]),
     ("ITQ: one iteration fewer (49)", "methods/itq.py", 'self.hparams_dict.get("n_iter", 50)',
      'self.hparams_dict.get("n_iter", 49)', [P]),
+    ("HashNet: alpha = 12/K instead of 10/K", "methods/hashnet.py", "return 10.0 / int(bits)",
+     "return 12.0 / int(bits)", [P]),
 ]
 
 
 def main() -> int:
+    import importlib.util
+    import os
+    import shutil
+    import tempfile
+
+    spec = importlib.util.spec_from_file_location("mutation", ROOT / "scripts/mutation.py")
+    mutation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mutation)
+    stage = Path(tempfile.mkdtemp(prefix="hashbench-plant-"))
+    mutation.export_tree(None, stage)
+    shutil.copy2(ROOT / "pyproject.toml", stage / "pyproject.toml")
+    env = {**os.environ, "PYTHONPATH": str(stage), "PYTHONDONTWRITEBYTECODE": "1"}
     rows = []
     only = sys.argv[1:]
     for i, (name, path, old, new, tests) in enumerate(PLANTS):
         if only and str(i) not in only:
             continue
-        f = ROOT / path
+        top, _, rest = path.partition("/")
+        f = stage / mutation.FOLDERS[top] / rest
         text = f.read_text()
         assert text.count(old) == 1, (name, text.count(old))
         f.write_text(text.replace(old, new))
         try:
             out = subprocess.run([str(ROOT / ".venv/bin/pytest"), "-x", "-q", "-p", "no:cacheprovider", *tests],
-                                 cwd=ROOT, capture_output=True, text=True).stdout
+                                 cwd=stage, env=env, capture_output=True, text=True).stdout
         finally:
             f.write_text(text)
         failed = re.findall(r"^FAILED (\S+)", out, re.M)
