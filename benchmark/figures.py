@@ -159,7 +159,9 @@ def precision_recall_data(runs, bits: int | None = None) -> pd.DataFrame:
     (``curves.json``, ``pr_rank``) at ``bits`` (default: the one most methods have), averaged
     point by point over the runs of a method: one row per (dataset, protocol, method, cut-off)."""
     frame = _frame(runs)
-    b = _pick_bits(frame[frame["metric"].str.startswith("map@")], bits)
+    from hashbench.benchmark.report import DEFAULT_MAP_VARIANT
+
+    b = _pick_bits(frame[frame["variant"] == DEFAULT_MAP_VARIANT], bits)  # runs ranked exactly, which keep curves
     runs_ = frame[frame["bits"] == b].drop_duplicates("run_dir") if b is not None else frame.iloc[:0]
     points = []
     for _, row in runs_.iterrows():
