@@ -1,5 +1,6 @@
 """The `ray` executor on a real local Ray instance (started by the sweep on 127.0.0.1): the
-4-cell digits sweep, one cell's process killed while it trains, the re-run completes only it."""
+4-cell digits sweep, one cell's `hashbench run` process SIGKILLed as soon as it appears, the re-run
+completes only that cell."""
 from __future__ import annotations
 
 import os
