@@ -524,3 +524,20 @@ def test_codes_npz_round_trip_recomputes_the_same_metrics(tmp_path, code_type, s
     b = evaluate(back, 8, None, n_classes, 0, speed=False)
     assert [(n, o) for _, n, o, _ in a.rows] == [(n, o) for _, n, o, _ in b.rows]
     assert np.allclose([v for *_, v in a.rows], [v for *_, v in b.rows], equal_nan=True)
+
+
+def test_sparse_edge_cases_k_equal_to_n_float64_embeddings_and_rows_at_the_given_bits(sparse_case):
+    """k = N is evaluated, k > N is left out without error, float64 embeddings give the float32
+    result (faiss needs float32), and every row carries the code length it was asked for."""
+    c = sparse_case
+    base = sparse_metrics(sparse_inputs(c), bits=6, s=c.s, ks=(1, c.n_db))
+    assert rows_of(base, f"precision@{c.n_db}", search="exhaustive_embedding")
+    assert all(b == 6 for b, *_ in base.rows)
+    wide = sparse_inputs(c)
+    wide.query_embedding = c.emb_q.astype(np.float64)
+    wide.database_embedding = c.emb_db.astype(np.float64)
+    res = sparse_metrics(wide, bits=6, s=c.s, ks=(1, c.n_db))
+    assert [(n, o) for _, n, o, _ in res.rows] == [(n, o) for _, n, o, _ in base.rows]
+    assert np.allclose([v for *_, v in res.rows], [v for *_, v in base.rows])
+    none = sparse_metrics(sparse_inputs(c), bits=6, s=c.s, ks=(c.n_db + 1,))
+    assert not rows_of(none, f"precision@{c.n_db + 1}") and rows_of(none, "map@candidates")

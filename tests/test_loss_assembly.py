@@ -404,3 +404,25 @@ def test_sq_euclidean_normalised_has_a_zero_diagonal():
     d = sq_euclidean_normalised(x)
     assert torch.allclose(d.double(), ref_sq_euclidean_normalised(x), atol=1e-6)
     assert d.diagonal().tolist() == [0.0, 0.0, 0.0]
+
+
+def test_hashnet_loss_on_passes_its_backward_options_and_keeps_batches_of_two():
+    from hashbench.methods.hashnet import pairwise_likelihood_loss, two_stream_split
+
+    h, y = _codes_and_labels(n=6)
+
+    def grad_of(fn):
+        x = h.clone().requires_grad_(True)
+        return torch.autograd.grad(fn(x), x)[0]
+
+    m = _hashnet(pairs="in_batch")               # defaults: continuous similarity, Caffe's 2/α scale
+    want = grad_of(lambda x: pairwise_likelihood_loss(x, x, y, y, m.alpha, class_num=4.0, continuous_similarity=True,
+                                                      grad_scale=2.0 / m.alpha))
+    plain = grad_of(lambda x: pairwise_likelihood_loss(x, x, y, y, m.alpha, class_num=4.0))
+    assert torch.allclose(grad_of(lambda x: m.loss_on(x, y)), want) and not torch.allclose(want, plain)
+    bare = _hashnet(pairs="in_batch", continuous_similarity=False, caffe_grad_scale=False)
+    assert torch.allclose(grad_of(lambda x: bare.loss_on(x, y)), plain)
+    assert _hashnet().loss_on(h[:2], y[:2]) is not None          # two items: one pair
+    a = two_stream_split(9, generator=torch.Generator().manual_seed(3))
+    b = two_stream_split(9, generator=torch.Generator().manual_seed(3))
+    assert all(torch.equal(u, v) for u, v in zip(a, b))          # the given generator is used
