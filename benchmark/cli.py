@@ -180,8 +180,6 @@ def cmd_run(args) -> int:
         accelerator_for("gpu")  # no CUDA: one error line now, not a traceback after data loading
     scoped = scoped_overrides(args.overrides, methods.available())
     get_dataset(args.dataset).protocol(args.protocol)  # unknown dataset or protocol: before any work
-    for n in names:
-        check_method_config(methods.get_method(n), n, args.dataset, args.variant, scoped.for_method(n), args.bits)
     for scope in scoped.scopes():
         if scope not in names:
             raise ValueError(f"--set {scope}.… names method {scope!r}, which this run does not train ({', '.join(names)})")
@@ -189,6 +187,7 @@ def cmd_run(args) -> int:
     skipped = []
     for n in names:
         cls = methods.get_method(n)
+        check_method_config(cls, n, args.dataset, args.variant, scoped.for_method(n), args.bits)
         _, kwargs = split_config(resolve_config(n, args.dataset, args.variant, scoped.for_method(n)))
         allowed[n] = []
         for b in args.bits:
@@ -241,7 +240,6 @@ def cmd_run(args) -> int:
 
 def cmd_evaluate(args) -> int:
     import numpy as np
-    import pandas as pd
     import yaml
 
     from hashbench.benchmark import store

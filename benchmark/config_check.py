@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import types
 import typing
 from typing import Any, Callable
 
@@ -44,7 +45,7 @@ _UNIT_LEFT_OPEN: _Rule = ("in (0, 1]", lambda v: 0 < v <= 1)
 
 #: Range of a key by exact name (numbers only; ``None`` values are checked by type, not range).
 RANGES: dict[str, _Rule] = {
-    "epochs": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "images_per_class": _AT_LEAST_1,
+    "lr": _POSITIVE, "epochs": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "images_per_class": _AT_LEAST_1,
     "classes_per_batch": (">= 2", lambda v: v >= 2), "num_workers": _NON_NEGATIVE, "image_size": _AT_LEAST_1,
     "n_iter": _NON_NEGATIVE, "max_beam_size": _AT_LEAST_1, "levels": _AT_LEAST_1, "sparsity": _AT_LEAST_1,
     "codebook_size": (">= 2", lambda v: v >= 2), "n_steps": _AT_LEAST_1, "feature_dim": _AT_LEAST_1,
@@ -104,7 +105,7 @@ def _annotation_types(cls: type, key: str) -> tuple[set[type], bool] | None:
             return None
         if hint is None:
             return None
-        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", ())) else (hint,)
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
         types_, optional = set(), False
         for a in args:
             if a is type(None):
@@ -170,8 +171,6 @@ def check_value(cls: type, method: str, key: str, value: Any, default: Any) -> N
         if not math.isfinite(value):
             raise ConfigError(f"{where}: must be finite")
         rule = RANGES.get(key) or next((r for suffix, r in SUFFIX_RANGES if key.endswith(suffix)), None)
-        if key == "lr":
-            rule = _POSITIVE
         if rule is not None and not rule[1](value):
             raise ConfigError(f"{where}: must be {rule[0]}")
 

@@ -1,7 +1,6 @@
 """``hashbench sweep run|status SWEEP.yaml``: the command line of :mod:`benchmark.sweep`."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 

@@ -4,7 +4,7 @@ instance on 127.0.0.1 for the sweep and stops it afterwards; ``auto`` or ``HOST:
 running cluster (whose nodes must have hashbench installed and see the sweep's ``out``)."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Iterator
 
 import ray
 
