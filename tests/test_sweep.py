@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from hashbench.benchmark import resume
+from hashbench.benchmark.sweep import executors
 from hashbench.benchmark.sweep.spec import SweepError, load_sweep
 
 HASHBENCH = str(Path(sys.executable).with_name("hashbench"))
@@ -54,8 +55,6 @@ def test_cli_error_line_and_nothing_submitted(tmp_path):
 
 
 def test_missing_engine_package_is_one_error_line(tmp_path, monkeypatch):
-    from hashbench.benchmark.sweep import executors
-
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the [cluster] extra were not installed
     with pytest.raises(ValueError, match=r"needs the 'ray' package: pip install -e '\.\[cluster\]'"):
         executors.make_executor("ray", {}, tmp_path, "x")
@@ -99,3 +98,38 @@ def test_local_sweep_runs_once_and_reruns_only_what_is_missing(tmp_path):
 
     status = subprocess.run([HASHBENCH, "sweep", "status", str(path)], capture_output=True, text=True, timeout=300)
     assert status.returncode == 0 and "2 done, 0 running, 0 failed, 0 pending" in status.stdout
+
+
+def _env_task(tmp_path, name, env=None):
+    script = "import os; print(os.environ.get('OMP_NUM_THREADS'), os.environ.get('MKL_NUM_THREADS'))"
+    return executors.Task(key=name, argv=[sys.executable, "-c", script], log=tmp_path / f"{name}.log",
+                          env=env or {}, devices=1, gpu=False)
+
+
+def test_cell_threads_share_the_cores():
+    assert executors.cell_threads(1, cores=2) == 2
+    assert executors.cell_threads(2, cores=2) == 1
+    assert executors.cell_threads(3, cores=2) == 1
+    assert executors.cell_threads(4, cores=16) == 4
+
+
+def test_local_executor_gives_each_concurrent_cell_its_share_of_threads(tmp_path, monkeypatch):
+    for var in executors.THREAD_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(executors, "cell_threads", lambda jobs, cores=None: 7 if jobs == 2 else 99)
+    for jobs, expected in ((2, "7 7"), (1, "None None")):
+        ex = executors.LocalExecutor(jobs)
+        try:
+            done = list(ex.as_completed(ex.submit([_env_task(tmp_path, f"j{jobs}")])))
+        finally:
+            ex.close()
+        assert done[0][1]["returncode"] == 0
+        assert (tmp_path / f"j{jobs}.log").read_text().splitlines()[-1] == expected
+    # what the user or the task sets wins
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")
+    ex = executors.LocalExecutor(2)
+    try:
+        list(ex.as_completed(ex.submit([_env_task(tmp_path, "own", {"OMP_NUM_THREADS": "5"})])))
+    finally:
+        ex.close()
+    assert (tmp_path / "own.log").read_text().splitlines()[-1] == "5 3"

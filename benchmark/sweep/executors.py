@@ -56,10 +56,24 @@ class Submitted:
     handle: Any
 
 
+#: The thread-count variables of the libraries a cell uses (PyTorch's OpenMP, faiss, BLAS).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def cell_threads(jobs: int, cores: int | None = None) -> int:
+    """The CPU threads each of ``jobs`` concurrent cells gets: ``cores // jobs``, at least 1
+    (``cores``: the CPUs this process may run on)."""
+    cores = cores if cores is not None else len(os.sched_getaffinity(0))
+    return max(1, cores // max(1, jobs))
+
+
 class LocalExecutor:
     """Cells as child processes of this machine, ``jobs`` at a time (a thread pool, each thread
     waiting on one child). With GPUs each running cell holds ``devices`` of them, given to it
-    through ``CUDA_VISIBLE_DEVICES``."""
+    through ``CUDA_VISIBLE_DEVICES``. With ``jobs`` > 1 the cores are shared out: each cell's
+    ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/``OPENBLAS_NUM_THREADS`` is :func:`cell_threads`
+    unless the environment (or the task) sets it, so two cells on two cores do not each start
+    two threads per core."""
 
     name = "local"
 
@@ -76,6 +90,11 @@ class LocalExecutor:
         held = [self.free_gpus.get() for _ in range(task.devices)] if task.gpu and self.gpus else []
         try:
             env = dict(task.env)
+            if self.jobs > 1:
+                threads = str(cell_threads(self.jobs))
+                for var in THREAD_VARIABLES:
+                    if var not in os.environ and var not in env:
+                        env[var] = threads
             if held:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, held))
             return run_cell(task.argv, str(task.log), env)
