@@ -25,7 +25,9 @@ from typing import Any, Callable
 
 import torch
 
+from hashbench.benchmark.augment import MODES as AUGMENT_MODES
 from hashbench.benchmark.config import HARNESS_KEYS, load_spec, resolve_config, split_config
+from hashbench.benchmark.data import PIPELINES
 
 
 class ConfigError(ValueError):
@@ -63,7 +65,8 @@ SUFFIX_RANGES: tuple[tuple[str, _Rule], ...] = (
     ("_steps", _AT_LEAST_1), ("_iterations", _AT_LEAST_1),
 )
 #: Harness keys with a fixed set of values (``map_at`` also takes an integer ≥ 1).
-CHOICES: dict[str, tuple[Any, ...]] = {"sampler": ("random", "class_balanced"), "map_at": ("protocol", "all")}
+CHOICES: dict[str, tuple[Any, ...]] = {"sampler": ("random", "class_balanced"), "map_at": ("protocol", "all"),
+                                       "augment": (False, True, *AUGMENT_MODES), "pipeline": PIPELINES}
 
 
 def _init_parameters(cls: type) -> dict[str, inspect.Parameter]:
@@ -144,7 +147,9 @@ def _matches(value: Any, types_: set[type]) -> bool:
 def check_value(cls: type, method: str, key: str, value: Any, default: Any) -> None:
     """Type and range of one override; ConfigError naming ``key`` otherwise."""
     where = f"--set {key}={value!r} for {method}"
-    annotated = _annotation_types(cls, key)
+    # a key the harness supplies to the constructor (the backbone's name -> the module) is typed
+    # by its configured value, not by the constructor's annotation
+    annotated = None if key in _SUPPLIED else _annotation_types(cls, key)
     if annotated is not None:
         types_, optional = annotated
     elif default is not None:
@@ -156,10 +161,11 @@ def check_value(cls: type, method: str, key: str, value: Any, default: Any) -> N
     if default is None:
         optional = True
     if key in CHOICES:
-        ok = value in CHOICES[key] or (key == "map_at" and isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+        ok = any(value is c or (type(value) is type(c) and value == c) for c in CHOICES[key]) or (key == "map_at" and isinstance(value, int) and not isinstance(value, bool) and value >= 1)
         if not ok:
             extra = " or an integer >= 1" if key == "map_at" else ""
-            raise ConfigError(f"{where}: must be one of {', '.join(map(str, CHOICES[key]))}{extra}")
+            names = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in CHOICES[key])
+            raise ConfigError(f"{where}: must be one of {names}{extra}")
         return
     if value is None:
         if not optional:

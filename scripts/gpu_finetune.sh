@@ -19,6 +19,9 @@
 # stage), BATCH (250 = 10 classes x 25 for the class-balanced samplers), PYTHON (python3); for a
 # smoke test elsewhere: DEVICE (gpu), DATASET (cifar10), PROTOCOL, BACKBONE (efficientnet-lite0),
 # SIZE (224), PRECISION (bf16-mixed), EXTRA (more `run` arguments, e.g. "--set backbone=small-cnn").
+# START_BY (seconds, default none): a training or sweep step that would start later than this
+# after the script began is skipped with a line saying so (a device call's time is fixed; each
+# run is packed for the trip back as soon as it finishes, so what ran before the limit returns).
 #
 # Back here: `scripts/gpu_collect.sh <the files' folder>` unpacks the runs under
 # results/gpu/finetune/ and evaluates those that came back as codes only (`hashbench evaluate`).
@@ -42,11 +45,18 @@ read -r -a EXTRA_ARGS <<<"${EXTRA:-}"
 RUNS="$CARRY/runs-part$PART"
 mkdir -p "$OUT" "$CARRY/site" "$CARRY/cache" "$RUNS"
 export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
-export HASHBENCH_DATA="$PWD/$CARRY/part1" HASHBENCH_CACHE="$PWD/$CARRY/cache"
-export PYTHONPATH="$PWD/$CARRY/site${PYTHONPATH:+:$PYTHONPATH}"
+CARRY_DIR=$(realpath -m "$CARRY")
+export HASHBENCH_DATA="$CARRY_DIR/part1" HASHBENCH_CACHE="$CARRY_DIR/cache"
+export PYTHONPATH="$CARRY_DIR/site${PYTHONPATH:+:$PYTHONPATH}"
 LOG="$OUT/log-part$PART.txt"
 exec > >(tee -a "$LOG") 2>&1
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
+BEGAN=$(date +%s)
+in_time() {  # in_time WHAT: false (and a line) when START_BY seconds have passed
+  local elapsed=$(( $(date +%s) - BEGAN ))
+  [ -z "${START_BY:-}" ] || [ "$elapsed" -le "$START_BY" ] && return 0
+  echo "skipped ($elapsed s > START_BY=$START_BY s): $*"; return 1
+}
 
 stamp "part $PART on $(hostname)"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
@@ -73,11 +83,42 @@ EOF
 HB=($PY -m hashbench)
 COMMON=(--dataset "$DATASET" ${PROTOCOL:+--protocol "$PROTOCOL"} --seeds 0 --device "$DEVICE" --variant finetune
         --no-speed --encode-only --no-progress --out "$RUNS" "${EXTRA_ARGS[@]}")
+pack() {  # each finished run not packed yet -> $OUT/run-<method>.tar.gz (no checkpoints; a
+  # codes.npz over 14 MiB is evaluated here and left out)
+  local run name skip method
+  for run in "$RUNS"/*/; do
+    run=${run%/}; name=$(basename "$run")
+    [ -f "$run/codes.npz" ] && [ ! -f "$run/.packed" ] || continue
+    skip=()
+    if [ "$(stat -c %s "$run/codes.npz")" -gt 14680064 ]; then
+      [ -f "$run/metrics.csv" ] || "${HB[@]}" evaluate "$run"
+      skip=(--exclude="$name/codes.npz")
+    fi
+    method=$(sed -n 's/^  method: //p' "$run/config.yaml" | head -1)
+    tar -C "$RUNS" --exclude=checkpoints "${skip[@]}" -czf "$OUT/run-$method.tar.gz" "$name" && touch "$run/.packed"
+  done
+}
 finetune() {  # finetune METHOD BITS EPOCHS [--set ...]
   local method=$1 bits=$2 epochs=$3; shift 3
+  in_time "fine-tuned $method" || return 0
   local start=$(date +%s)
   "${HB[@]}" run --method "$method" --bits "$bits" --epochs "$epochs" "${COMMON[@]}" "$@"
   echo "wall_seconds method=$method bits=$bits epochs=$epochs $* (exit $?): $(( $(date +%s) - start ))"
+  pack
+}
+gpu_sweep() {  # the 4-cell digits sweep on this machine's GPUs through the local executor (one
+  # cell per GPU, pinned by CUDA_VISIBLE_DEVICES); manifest, status and cell logs -> $OUT/sweep-gpu.tar.gz
+  in_time "GPU sweep" || return 0
+  local store="$CARRY_DIR/sweep-gpu" file="$CARRY_DIR/digits-4cell-gpu.yaml" start=$(date +%s)
+  # the committed file with this device, and the local executor's default jobs (one per GPU)
+  sed -e "s|^out: .*|out: $store|" -e "s|^name: .*|name: digits-4cell-gpu|" -e "s|^device: cpu|device: $DEVICE|" \
+    -e "/^  local: /d" sweeps/digits-4cell.yaml >"$file"
+  # PYTHONSAFEPATH: the cells' `python -m hashbench` must not see the checkout's bare hashbench/ either
+  PYTHONSAFEPATH=1 "${HB[@]}" sweep run "$file" --executor local
+  echo "sweep exit $?: wall_seconds $(( $(date +%s) - start ))"
+  PYTHONSAFEPATH=1 "${HB[@]}" sweep status "$file" | tee "$store/status.txt"
+  cp "$file" "$store/"
+  tar -C "$store" --exclude=checkpoints --exclude=codes.npz -czf "$OUT/sweep-gpu.tar.gz" .
 }
 throughput() {  # throughput METHODS CSV [extra args]
   local methods=$1 csv=$2; shift 2
@@ -99,6 +140,8 @@ if [ "$PART" = 1 ] || [ "$PART" = all ]; then
     "$OUT/throughput-part1.csv" "$CARRY"/tp-part1*.csv
   stamp "fine-tuned runs: HashNet 32 bits, DRQ 32 bits (8/16/24/32 from one training)"
   finetune hashnet 32 "${HASHNET_EPOCHS:-30}"
+  stamp "a sweep on the GPU through the local executor"
+  gpu_sweep
   finetune drq 32 "${DRQ_EPOCHS:-20}"
 fi
 if [ "$PART" = 2 ] || [ "$PART" = all ]; then
@@ -109,17 +152,7 @@ if [ "$PART" = 2 ] || [ "$PART" = all ]; then
   finetune cascade-dht 16 "${DHT_EPOCHS:-20}" --set sparsity=1
 fi
 
-stamp "pack each run (no checkpoints; a codes.npz over 14 MiB is evaluated here and left out)"
-for run in "$RUNS"/*/; do
-  run=${run%/}; name=$(basename "$run")
-  [ -f "$run/codes.npz" ] || continue
-  skip=()
-  if [ "$(stat -c %s "$run/codes.npz")" -gt 14680064 ]; then
-    [ -f "$run/metrics.csv" ] || "${HB[@]}" evaluate "$run"
-    skip=(--exclude="$name/codes.npz")
-  fi
-  method=$(sed -n 's/^  method: //p' "$run/config.yaml" | head -1)
-  tar -C "$RUNS" --exclude=checkpoints "${skip[@]}" -czf "$OUT/run-$method.tar.gz" "$name"
-done
+stamp "pack what is not packed yet"
+pack
 ls -la "$OUT"
 stamp "done"

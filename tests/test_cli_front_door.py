@@ -108,6 +108,10 @@ BAD_INPUT = [
     (["--method", "itq", "--set", "n_iter=-3"], "--set n_iter=-3 for itq: must be >= 0"),
     (["--method", "rq", "--set", "max_beam_size=0"], "--set max_beam_size=0 for rq: must be >= 1"),
     (["--method", "pq", "--set", "map_at=zero"], "map_at='zero' for pq: must be one of protocol, all"),
+    (["--method", "hashnet", "--set", "backbone=3"], "--set backbone=3 for hashnet: must be a string"),
+    (["--method", "hashnet", "--set", "augment=flip"], "augment='flip' for hashnet: must be one of false, true, crop, resized_crop"),
+    (["--method", "hashnet", "--set", "augment=1"], "augment=1 for hashnet: must be one of false, true, crop"),
+    (["--method", "hashnet", "--set", "pipeline=fast"], "pipeline='fast' for hashnet: must be one of batched, per_item"),
     (["--method", "hashnet", "--set", "drq.lr=1"], "names method 'drq', which this run does not train"),
     (["--method", "hashnet", "--set", "novalue"], "--set expects key=value"),
     (["--seeds", "-1"], "argument --seeds: every value must be >= 0"),
@@ -167,6 +171,10 @@ def test_every_shipped_config_key_is_a_valid_key():
             assert set(block or {}) <= keys
         for variant in [None, *sorted(spec.get("variants") or {})]:
             check_method_config(cls, name, "digits", variant, {}, [12, 16, 24, 32, 48, 64])
+        # every shipped value is also accepted when typed as --set (e.g. backbone=efficientnet-lite0)
+        for block in blocks:
+            overrides = {k: v for k, v in (block or {}).items() if k != "base"}
+            check_method_config(cls, name, "digits", None, overrides, [16, 32])
 
 
 def test_readme_first_commands_are_what_ci_runs():
