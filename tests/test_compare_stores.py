@@ -2,7 +2,6 @@
 tolerances and differences), the per-cell start-up time from a cell log, and the command on two
 real digits stores that agree and one that does not."""
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -16,12 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 HASHBENCH = str(Path(sys.executable).with_name("hashbench"))
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def _table(values):
     """rows of (method, bits, seed, value) in one dataset/protocol, no settings"""
@@ -29,8 +22,8 @@ def _table(values):
                           "value": v} for m, b, s, v in values])
 
 
-def test_compare_hand_computed():
-    cmp = load("compare_stores")
+def test_compare_hand_computed(load_script):
+    cmp = load_script("compare_stores")
     ref = _table([("a", 8, 0, 0.50), ("a", 8, 1, 0.52), ("a", 8, 2, 0.54),   # std 0.02 -> tolerance 0.06
                   ("b", 8, 0, 0.30),                                          # one seed -> floor 0.005
                   ("c", 8, 0, 0.10), ("c", 8, 1, 0.10)])                      # std 0 -> floor
@@ -48,8 +41,8 @@ def test_compare_hand_computed():
     assert (g.loc["c", "seeds"], g.loc["c", "matched"]) == (2, 1)
 
 
-def test_startup_seconds_from_the_last_attempt():
-    cmp = load("compare_stores")
+def test_startup_seconds_from_the_last_attempt(load_script):
+    cmp = load_script("compare_stores")
     log = ("# 2026-12-04T16:44:10Z on vm: hashbench run ...\nkilled\n"
            "# 2026-12-04T16:50:01Z on vm: hashbench run ...\n# cifar10 / p: ...\n")
     assert cmp.startup_seconds(log, "/s/2026-12-04T165008Z_pq_cifar10_p_8b_s1") == 7.0
@@ -75,8 +68,8 @@ def test_command_on_real_stores(tmp_path):
     assert bad.returncode == 1 and "2 reference cells, 0 matched): 0 within tolerance, 1 not" in bad.stdout
 
 
-def test_manifest_times(tmp_path):
-    cmp = load("compare_stores")
+def test_manifest_times(load_script, tmp_path):
+    cmp = load_script("compare_stores")
     log = tmp_path / "c.log"
     log.write_text("# 2026-12-04T16:44:10Z on vm: x\n")
     manifest = {"cells": {"k": {"state": "done", "method": "pq", "bits": 8, "seed": 0, "seconds": 30.0,

@@ -2,24 +2,12 @@
 references have recall 1, the hash table agrees with its Python loop, results are not
 overwritten, and the report renders the table and figures."""
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_scale_benchmark_tiny(tmp_path):
-    bench = load("bench_search_scale")
+def test_scale_benchmark_tiny(load_script, tmp_path):
+    bench = load_script("bench_search_scale")
     args = ["--n", "3000", "--classes", "20", "--queries", "40", "--buckets", "64", "--sparsity", "2",
             "--loop-queries", "20", "--skip", "hnsw", "additive", "cascade", "--nlist", "16", "--short-sweep",
             "--out", str(tmp_path)]
@@ -37,7 +25,7 @@ def test_scale_benchmark_tiny(tmp_path):
     assert ivf.value.astype(int).iloc[-1] == 16 and ivf.recall.iloc[-1] == 1.0  # nprobe = nlist: exhaustive
     with pytest.raises(FileExistsError):
         bench.main(args)
-    report = load("scale_report")
+    report = load_script("scale_report")
     report.main(["--runs", str(tmp_path), "--out", str(tmp_path)])
     text = (tmp_path / "table.md").read_text()
     assert "Python loop" in text and "Cost per candidate" in text
