@@ -127,22 +127,30 @@ throughput() {  # throughput METHODS CSV [extra args]
     --channels-last --csv "$csv" "$@"
 }
 
+# ONLY (default: all of them): the steps of part 1 to run, e.g. ONLY=drq after a call that ran out of time
+want() { [[ " ${ONLY:-tests throughput hashnet sweep drq} " == *" $1 "* ]]; }
 if [ "$PART" = 1 ] || [ "$PART" = all ]; then
-  stamp "GPU tests (device-side pipeline)"
-  $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_pipeline.py || true
-  stamp "throughput: bare, HashNet, DRQ at 224 px, bf16, channels_last, batched pipeline"
-  throughput bare,hashnet,drq "$CARRY/tp-part1.csv"
-  stamp "throughput: bare backbone, per-item pipeline (12 loader workers), bf16 - the old path"
-  throughput bare "$CARRY/tp-part1-per-item.csv" --pipeline per_item --num-workers 12
-  stamp "throughput: bare backbone, batched pipeline, float32"
-  throughput bare "$CARRY/tp-part1-fp32.csv" --precision 32-true
-  $PY -c "import pandas as pd, sys; pd.concat([pd.read_csv(f) for f in sys.argv[2:]]).to_csv(sys.argv[1], index=False)" \
-    "$OUT/throughput-part1.csv" "$CARRY"/tp-part1*.csv
+  if want tests; then
+    stamp "GPU tests (device-side pipeline)"
+    $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_pipeline.py || true
+  fi
+  if want throughput; then
+    stamp "throughput: bare, HashNet, DRQ at 224 px, bf16, channels_last, batched pipeline"
+    throughput bare,hashnet,drq "$CARRY/tp-part1.csv"
+    stamp "throughput: bare backbone, per-item pipeline (12 loader workers), bf16 - the old path"
+    throughput bare "$CARRY/tp-part1-per-item.csv" --pipeline per_item --num-workers 12
+    stamp "throughput: bare backbone, batched pipeline, float32"
+    throughput bare "$CARRY/tp-part1-fp32.csv" --precision 32-true
+    $PY -c "import pandas as pd, sys; pd.concat([pd.read_csv(f) for f in sys.argv[2:]]).to_csv(sys.argv[1], index=False)" \
+      "$OUT/throughput-part1.csv" "$CARRY"/tp-part1*.csv
+  fi
   stamp "fine-tuned runs: HashNet 32 bits, DRQ 32 bits (8/16/24/32 from one training)"
-  finetune hashnet 32 "${HASHNET_EPOCHS:-30}"
-  stamp "a sweep on the GPU through the local executor"
-  gpu_sweep
-  finetune drq 32 "${DRQ_EPOCHS:-20}"
+  ! want hashnet || finetune hashnet 32 "${HASHNET_EPOCHS:-30}"
+  if want sweep; then
+    stamp "a sweep on the GPU through the local executor"
+    gpu_sweep
+  fi
+  ! want drq || finetune drq 32 "${DRQ_EPOCHS:-20}"
 fi
 if [ "$PART" = 2 ] || [ "$PART" = all ]; then
   stamp "throughput: bare, DHT, cascade at 224 px (flow solver on the CPU)"
