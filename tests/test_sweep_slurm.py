@@ -58,3 +58,32 @@ def test_slurm_sweep_scancel_one_cell_and_rerun(slurm_cluster, tmp_path):
     final = check_killed_then_completed(store, ident, first, path, "slurm")
     # the first submission was one job array (ids ARRAYID_INDEX); the re-run's single cell a plain job
     assert all("_" in r["job_ids"][0] for r in final["cells"].values())
+
+
+def test_slurm_two_task_cell_trains_with_ddp(slurm_cluster, tmp_path):
+    """A cell with `devices: 2` is one SLURM job of two tasks; Lightning takes the two DDP ranks
+    from SLURM's environment (gloo on CPU), rank 0 writes the one run directory."""
+    import re
+
+    import yaml
+
+    from _sweep_common import HASHBENCH, manifest
+
+    store = tmp_path / "store"
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump({"name": "digits4", "out": str(store), "methods": ["hashnet"], "datasets": ["digits"],
+                                    "bits": [32], "seeds": [0], "epochs": [2], "device": "cpu", "devices": 2,
+                                    "speed": False, "retries": 0,
+                                    "executor": {"slurm": {"cpus_per_task": 1, "time_min": 15}}}))
+    done = subprocess.run([HASHBENCH, "sweep", "run", str(path), "--executor", "slurm"], capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (cell,) = manifest(store)["cells"].values()
+    assert cell["state"] == "done", cell
+    runs = [p for p in store.iterdir() if not p.name.startswith(("_", "."))]
+    assert len(runs) == 1, runs
+    training = yaml.safe_load((runs[0] / "config.yaml").read_text())["training"]
+    assert training["world_size"] == 2, training
+    # both tasks ran the cell's command (run_cell writes one header line per start into the log)
+    log = Path(cell["logs"][-1]).read_text()
+    assert len(re.findall(r"^# \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ on ", log, flags=re.M)) == 2, log[-3000:]
