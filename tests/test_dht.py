@@ -154,14 +154,15 @@ def test_vq_codes_are_the_nearest_centroids():
 
 
 def test_average_precision_of_lists_hand_values():
-    # query 0: ranked flags 1 0 1 → (1/1 + 2/3)/2; query 1: nothing relevant retrieved; query 2: empty
-    offsets = np.array([0, 3, 5, 5])
-    rel = np.array([1, 0, 1, 0, 0])
-    n_rel = np.array([4, 2, 0])
+    # query 0: ranked flags 1 0 1 → (1/1 + 2/3)/2; query 1: nothing relevant retrieved; query 2: one
+    # relevant item at rank 2 → (1/2)/1; queries 3 and 4: empty lists (the last one too)
+    offsets = np.array([0, 3, 5, 7, 7, 7])
+    rel = np.array([1, 0, 1, 0, 0, 0, 1], dtype=bool)
+    n_rel = np.array([4, 2, 3, 1, 0])
     ap = average_precision_of_lists(offsets, rel, n_rel, "relevant_retrieved")
-    assert np.allclose(ap, [(1 + 2 / 3) / 2, 0.0, 0.0])
+    assert ap.shape == (5,) and np.allclose(ap, [(1 + 2 / 3) / 2, 0.0, 0.5, 0.0, 0.0])
     ap = average_precision_of_lists(offsets, rel, n_rel, "all_relevant")
-    assert np.allclose(ap, [(1 + 2 / 3) / 4, 0.0, 0.0])
+    assert ap.shape == (5,) and np.allclose(ap, [(1 + 2 / 3) / 4, 0.0, 0.5 / 3, 0.0, 0.0])
 
 
 @pytest.mark.parametrize("method", ["dht", "dht-th", "dht-vq", "cascade-dht"])
