@@ -50,3 +50,17 @@ def test_nmi_kmeans_golden():
     assert nmi_kmeans(x2, np.tile([0, 1], 20), seed=0) == pytest.approx(0.0, abs=1e-12)
     # multi-label data has no single class per item
     assert np.isnan(nmi_kmeans(x[:3], np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1]])))
+
+
+def test_nmi_kmeans_number_of_clusters():
+    rng = np.random.default_rng(2)
+    centres = np.array([[0.0, 0.0], [100.0, 0.0], [0.0, 100.0]])
+    labels = np.repeat([0, 1, 2], 20)
+    x = centres[labels] + rng.normal(0, 0.1, (60, 2))
+    # one cluster holds everything: I = 0 → NMI 0 (the default, one cluster per class, gives 1)
+    assert nmi_kmeans(x, labels, n_clusters=1, seed=0) == pytest.approx(0.0, abs=1e-12)
+    # two clusters for three equal classes, one class per blob: the blobs {0}, {1, 2} (or a
+    # permutation) give I = H(C) = ln 3 − (2/3) ln 2, H(Y) = ln 3 → NMI = 2 I / (H(Y) + H(C))
+    h_y = np.log(3)
+    h_c = -(1 / 3) * np.log(1 / 3) - (2 / 3) * np.log(2 / 3)
+    assert nmi_kmeans(x, labels, n_clusters=2, seed=0) == pytest.approx(2 * h_c / (h_y + h_c))
