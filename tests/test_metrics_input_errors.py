@@ -99,6 +99,12 @@ def test_input_at_the_boundaries_is_accepted():
     # torch codes and labels on the CPU, multi-hot against class ids
     n2, r2 = ranking.hamming_tie_groups(torch.tensor(PM1), torch.tensor(PM1), np.eye(2)[Y3] * 1.0, Y3)
     assert np.array_equal(n2, ranking.hamming_tie_groups(PM1, PM1, Y3, Y3)[0])
+    # 1-D query ids against a multi-label database (and the reverse): relevance = shared label
+    db_multi = np.array([[1, 1], [0, 1], [0, 0]])  # item 0 in both classes, item 2 in none
+    n3, r3 = ranking.hamming_tie_groups(PM1, PM1, Y3, db_multi)
+    assert r3.sum(1).tolist() == [1, 2, 1]
+    n4, r4 = ranking.hamming_tie_groups(PM1, PM1, db_multi, Y3)
+    assert r4.sum(1).tolist() == [3, 1, 0]
     # k = 1 and a whole-number float k, r = n, zero-size groups
     assert ranking.average_precision(N, np.array([[1, 2]]), k=1).tolist() == [1.0]
     assert ranking.average_precision(N, R, k=2.0).tolist() == ranking.average_precision(N, R, k=2).tolist()
