@@ -45,7 +45,8 @@ def solve_class_codes(unaries: np.ndarray, s: int, lam: float, groups: np.ndarra
     ``unaries`` (n_c, d) float; ``s`` active buckets per class (1 ≤ s ≤ d); ``lam`` the global
     penalty λ; ``groups`` (n_c,) int parent group of each class (None: no sibling term) with
     penalty ``lam_group``. Raises ValueError on infeasible input, OverflowError when the scaled
-    costs could exceed int64, RuntimeError if the solver does not report an optimum.
+    costs could exceed int64 or the solver's cost range, RuntimeError if the solver does not
+    report an optimum.
     """
     u = np.asarray(unaries, dtype=np.float64)
     if u.ndim != 2:
@@ -111,6 +112,11 @@ def solve_class_codes(unaries: np.ndarray, s: int, lam: float, groups: np.ndarra
     supplies[source], supplies[sink] = n_c * s, -n_c * s
     flow.set_nodes_supplies(np.arange(sink + 1, dtype=np.int32), supplies)
     status = flow.solve()
+    if status == flow.BAD_COST_RANGE:
+        # OR-Tools' cost scaling multiplies costs by about twice the node count: it refuses ranges
+        # our int64 guard lets through (measured: max |cost| × 2 (nodes + 3) must fit in int64)
+        raise OverflowError(f"costs up to {int(np.abs(np.concatenate(costs)).max())} exceed the flow solver's "
+                            f"cost range (scale {scale}); rescale the unaries")
     if status != flow.OPTIMAL:
         raise RuntimeError(f"min-cost flow did not reach an optimum (status {status})")
     class_arcs = np.arange(n_c, n_c + n_class_arcs)       # after the n_c source arcs

@@ -105,3 +105,55 @@ def test_infeasible_sparsity_is_rejected(bad):
 def test_overflow_is_detected():
     with pytest.raises(OverflowError):
         solve_class_codes(np.full((2, 3), 1e18), 1, 0.0)
+
+
+def test_overflow_bound_is_the_documented_one():
+    """bound = max|u| · scale · n_c · s + (λ + λ_group) · scale · n_c² · d must stay under 2^62
+    (checked before any int64 cast): 10 % over it is refused by that guard for each of its
+    terms. Unary costs 10 % under it are still too large for OR-Tools' cost scaling, which
+    reports BAD_COST_RANGE: that is an OverflowError too, naming the solver's range; realistic
+    magnitudes solve."""
+    from hashbench.methods.min_cost_flow import COST_SCALE
+
+    n_c, d, s, budget = 2, 3, 1, 2.0**62
+    u_max = budget / (COST_SCALE * n_c * s)
+    lam_max = budget / (COST_SCALE * n_c * n_c * d)
+    u = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # class 0 wants bucket 0, class 1 bucket 2
+    with pytest.raises(OverflowError, match="overflow int64"):
+        solve_class_codes(1.1 * u_max * u, s, 0.0)
+    with pytest.raises(OverflowError, match="exceed the flow solver's cost range"):
+        solve_class_codes(0.9 * u_max * u, s, 0.0)
+    assert solve_class_codes(1e12 * u, s, 0.0).tolist() == [[1, 0, 0], [0, 0, 1]]
+    assert solve_class_codes(u, s, 0.9 * lam_max).tolist() == [[1, 0, 0], [0, 0, 1]]
+    with pytest.raises(OverflowError, match="overflow int64"):
+        solve_class_codes(u, s, 1.1 * lam_max)
+    assert solve_class_codes(u, s, 0.0, groups=np.array([0, 0]), lam_group=0.9 * lam_max).tolist() == \
+        [[1, 0, 0], [0, 0, 1]]
+    with pytest.raises(OverflowError, match="overflow int64"):
+        solve_class_codes(u, s, 0.0, groups=np.array([0, 0]), lam_group=1.1 * lam_max)
+
+
+def test_group_penalty_defaults_to_none():
+    # two sibling classes that both prefer bucket 0; with no sibling penalty they share it
+    u = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.5]])
+    both = solve_class_codes(u, 1, 0.0, groups=np.array([0, 0]))
+    assert both.tolist() == [[1, 0, 0], [1, 0, 0]]
+    assert np.array_equal(both, solve_class_codes(u, 1, 0.0, groups=np.array([0, 0]), lam_group=0.0))
+    # a sibling penalty of 1 (> the 0.5 the second class loses by moving) separates them
+    assert solve_class_codes(u, 1, 0.0, groups=np.array([0, 0]), lam_group=1.0).tolist() == [[1, 0, 0], [0, 0, 1]]
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    (dict(unaries=np.zeros(3), s=1, lam=0.0), ValueError, "unaries must be (n_classes, d), got shape (3,)"),
+    (dict(unaries=np.array([[0.0, np.nan]]), s=1, lam=0.0), ValueError, "unaries must be finite"),
+    (dict(unaries=np.array([[0.0, np.inf]]), s=1, lam=0.0), ValueError, "unaries must be finite"),
+    (dict(unaries=np.zeros((2, 3)), s=1, lam=-0.1), ValueError, "pairwise penalty must be ≥ 0, got -0.1"),
+    (dict(unaries=np.zeros((2, 3)), s=1, lam=0.0, groups=np.array([0, 0]), lam_group=-1.0), ValueError,
+     "pairwise penalty must be ≥ 0, got -1.0"),
+    (dict(unaries=np.zeros((2, 3)), s=1, lam=0.0, groups=np.array([0, 0, 1])), ValueError,
+     "groups must have shape (2,), got (3,)"),
+], ids=["1-D unaries", "NaN", "inf", "negative lambda", "negative group lambda", "groups shape"])
+def test_bad_input_names_the_problem(kwargs, error, message):
+    with pytest.raises(error) as err:
+        solve_class_codes(**kwargs)
+    assert message in str(err.value)
