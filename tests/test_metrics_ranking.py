@@ -223,6 +223,19 @@ def test_precision_recall_by_radius_golden():
     assert curve["recall"] == pytest.approx([1 / 4, 3 / 4, 1])
 
 
+def test_precision_recall_by_radius_empty_radii_and_unanswerable_queries():
+    # q0: n = 0 2 1, r = 0 1 0 (R = 1); q1: n = 0 1 2, r = 0 0 0 (R = 0: left out of recall)
+    curve = precision_recall_by_radius(np.array([[0, 2, 1], [0, 1, 2]]), np.array([[0, 1, 0], [0, 0, 0]]))
+    # ρ = 0: nobody retrieves → precision NaN; ρ = 1: (1/2 + 0/1)/2; ρ = 2: (1/3 + 0/3)/2
+    np.testing.assert_allclose(curve["precision"], [np.nan, 1 / 4, 1 / 6])
+    assert curve["fraction_retrieving"] == pytest.approx([0, 1, 1])
+    assert curve["recall"] == pytest.approx([0, 1, 1])  # q0 alone
+    # no query has a relevant item: recall NaN at every radius
+    none = precision_recall_by_radius(np.array([[1, 1]]), np.array([[0, 0]]))
+    assert np.isnan(none["recall"]).all() and none["recall"].shape == (2,)
+    assert none["precision"] == pytest.approx([0, 0])
+
+
 def test_precision_within_radius_golden():
     assert precision_within_radius(*RADIUS, radius=0) == pytest.approx([1, 0])
     np.testing.assert_allclose(precision_within_radius(*RADIUS, radius=0, empty="skip"), [1, np.nan])
