@@ -161,7 +161,9 @@ def check_value(cls: type, method: str, key: str, value: Any, default: Any) -> N
     if default is None:
         optional = True
     if key in CHOICES:
-        ok = any(value is c or (type(value) is type(c) and value == c) for c in CHOICES[key]) or (key == "map_at" and isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+        # same type and value: True is not the choice 1, nor 1 the choice True
+        ok = any(type(value) is type(c) and value == c for c in CHOICES[key]) \
+            or (key == "map_at" and type(value) is int and value >= 1)
         if not ok:
             extra = " or an integer >= 1" if key == "map_at" else ""
             names = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in CHOICES[key])

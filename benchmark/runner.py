@@ -244,12 +244,11 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
             "map_variant_default": DEFAULT_MAP, "training": train_info,
             "data_source": data.source, "device": device,
             "method_hparams": _plain(dict(getattr(method, "hparams", {}) or {}))}
-        metrics = pd.DataFrame()
+        metrics = pd.DataFrame()  # encode-only: no metrics, the caller prints nothing for this run
         if req.encode_only:
             # metrics later, anywhere: `hashbench evaluate` reads the context and timings kept here
             config["encode_only"] = {"context": context, "train_seconds": train_seconds,
                                      "feature_seconds": feature_seconds}
-            metrics = pd.DataFrame()  # the caller prints nothing for this run
         else:
             rows, per_query, curves = evaluate_lengths(inputs, method.evaluation_lengths(), map_at,
                                                        data.labels.shape[1], req.seed, req.speed)

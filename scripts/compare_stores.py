@@ -4,8 +4,8 @@
 
 Both stores are read as ``hashbench report`` reads them (one run per cell, ``--duplicates
 newest``), and each dataset's mAP in its default variant (or ``--metric``) is matched cell by
-cell: (method, settings, dataset, protocol, bits, seed). Per (method, settings, dataset,
-protocol, bits) it prints the reference and new means over seeds, the largest per-seed
+cell (the report's cell: method, dataset, protocol, bits, seed, settings). Per cell without the
+seed it prints the reference and new means over seeds, the largest per-seed
 difference, and the tolerance of the regression rule (:mod:`hashbench.benchmark.regress`):
 ``max(3 * sigma, 0.005)``, sigma the sample standard deviation of the reference over seeds (the
 floor alone for a single seed). A group is within tolerance when every seed's difference is.
@@ -25,10 +25,9 @@ import numpy as np
 import pandas as pd
 
 from hashbench.benchmark.regress import QUALITY_FLOOR, SIGMAS
-from hashbench.benchmark.report import load_runs, main_rows
+from hashbench.benchmark.report import CELL, load_runs, main_rows
 
-CELL = ["method", "settings", "dataset", "protocol", "bits", "seed"]
-GROUP = CELL[:-1]
+GROUP = [c for c in CELL if c != "seed"]
 
 
 def compare(reference: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

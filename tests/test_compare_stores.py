@@ -18,7 +18,7 @@ HASHBENCH = str(Path(sys.executable).with_name("hashbench"))
 
 def _table(values):
     """rows of (method, bits, seed, value) in one dataset/protocol, no settings"""
-    return pd.DataFrame([{"method": m, "settings": "", "dataset": "d", "protocol": "p", "bits": b, "seed": s,
+    return pd.DataFrame([{"method_base": m, "settings": "", "dataset": "d", "protocol": "p", "bits": b, "seed": s,
                           "value": v} for m, b, s, v in values])
 
 
@@ -32,7 +32,7 @@ def test_compare_hand_computed(load_script):
                   ("c", 8, 0, 0.10)])                                         # seed 1 missing
     cells, groups = cmp.compare(ref, new)
     assert len(cells) == 6 and cells["new"].isna().sum() == 1
-    g = groups.set_index("method")
+    g = groups.set_index("method_base")
     assert g.loc["a", "tolerance"] == pytest.approx(0.06)
     assert g.loc["a", "max_abs_diff"] == pytest.approx(0.05)
     assert g.loc["a", "new"] == pytest.approx((0.55 + 0.52 + 0.54) / 3)

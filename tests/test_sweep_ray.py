@@ -4,12 +4,18 @@ completes only that cell; and a sweep joining a cluster started beforehand with 
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import signal
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
-from _sweep_common import check_killed_then_completed, finish, first_submitted, start_sweep, wait_for, write_sweep
+from _sweep_common import (HASHBENCH, check_killed_then_completed, finish, first_submitted, manifest, start_sweep,
+                           wait_for, write_sweep)
 
 pytest.importorskip("ray", reason="the ray executor needs the [cluster] extra (pip install -e '.[cluster]')")
 
@@ -48,8 +54,6 @@ def test_ray_sweep_kill_one_cell_and_rerun(tmp_path):
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -65,14 +69,6 @@ def test_ray_sweep_joins_a_running_cluster(tmp_path):
     head has a routable address and needs no switch). `ray start` turns on Ray's token
     authentication: the head and the sweep share a token (``RAY_AUTH_MODE=token``, the token file
     in ``RAY_AUTH_TOKEN_PATH``), as the README tells cluster users."""
-    import secrets
-    import shutil
-    import subprocess
-
-    import yaml
-
-    from _sweep_common import HASHBENCH, manifest
-
     token = tmp_path / "ray_token"
     token.write_text(secrets.token_hex(32))
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",

@@ -5,12 +5,16 @@ cell's job cancelled with scancel while it runs, the re-run completes only that 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
-from _sweep_common import check_killed_then_completed, finish, first_submitted, start_sweep, wait_for, write_sweep
+from _sweep_common import (HASHBENCH, check_killed_then_completed, finish, first_submitted, manifest, start_sweep,
+                           wait_for, write_sweep)
+from hashbench.benchmark import resume
 
 pytest.importorskip("submitit", reason="the slurm executor needs the [cluster] extra (pip install -e '.[cluster]')")
 
@@ -63,12 +67,6 @@ def test_slurm_sweep_scancel_one_cell_and_rerun(slurm_cluster, tmp_path):
 def test_slurm_two_task_cell_trains_with_ddp(slurm_cluster, tmp_path):
     """A cell with `devices: 2` is one SLURM job of two tasks; Lightning takes the two DDP ranks
     from SLURM's environment (gloo on CPU), rank 0 writes the one run directory."""
-    import re
-
-    import yaml
-
-    from _sweep_common import HASHBENCH, manifest
-
     store = tmp_path / "store"
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump({"name": "digits4", "out": str(store), "methods": ["hashnet"], "datasets": ["digits"],
@@ -80,8 +78,8 @@ def test_slurm_two_task_cell_trains_with_ddp(slurm_cluster, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     (cell,) = manifest(store)["cells"].values()
     assert cell["state"] == "done", cell
-    runs = [p for p in store.iterdir() if not p.name.startswith(("_", "."))]
-    assert len(runs) == 1, runs
+    runs = list(resume.finished_runs(store).values())
+    assert len(runs) == 1 and not [p for p in store.iterdir() if p.name.startswith(".tmp-")], list(store.iterdir())
     training = yaml.safe_load((runs[0] / "config.yaml").read_text())["training"]
     assert training["world_size"] == 2, training
     # both tasks ran the cell's command (run_cell writes one header line per start into the log)
