@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="runs of one cell (method, dataset, protocol, bits, seed, settings): keep the newest "
                           "(default) or oldest, stop with an error, or pool all; dropped runs are listed in table.md")
     rep.add_argument("--no-ci", dest="ci", action="store_false", help="skip the bootstrap intervals over queries")
+    rep.add_argument("--skip-unreadable", action="store_true",
+                     help="report the readable runs and list those whose metrics.csv cannot be read "
+                          "(default: stop at the first, naming it)")
     rep.add_argument("--no-figures", dest="figures", action="store_false")
 
     results = Path(__file__).resolve().parent.parent / "results"
@@ -295,12 +298,14 @@ def cmd_report(args) -> int:
     ref = None if args.reference is None else (True if args.reference == "all" else
                                                  [m.strip() for m in args.reference.split(",") if m.strip()])
     written = report.write_report(args.run_dirs, args.out, metric=args.metric, reference=ref,
-                                  ci=args.ci, figures=args.figures, duplicates=args.duplicates)
+                                  ci=args.ci, figures=args.figures, duplicates=args.duplicates,
+                                  skip_unreadable=args.skip_unreadable)
     for path in written:
         print(path)
     if args.compare:
         table, paths = report.write_comparison(args.run_dirs, args.out, args.compare[0], args.compare[1],
-                                               test=args.test, duplicates=args.duplicates)
+                                               test=args.test, duplicates=args.duplicates,
+                                               skip_unreadable=args.skip_unreadable)
         print(table)
         for path in paths:
             print(path)
@@ -417,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:
         from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+        if isinstance(stop.__context__, KeyboardInterrupt):
+            # Lightning turns Ctrl-C during training into exit(1) after its own teardown
+            print("error: interrupted", file=sys.stderr)
+            return 130
         if not isinstance(stop, SIGTERMException):  # Lightning's, a SystemExit without a code (status 0)
             raise
         print("error: terminated by SIGTERM (with --resume a rerun continues from the last checkpoint)",

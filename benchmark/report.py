@@ -12,6 +12,7 @@ two methods over the same queries (``compare_<A>_vs_<B>.*``), naming the test (`
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -75,7 +76,26 @@ def method_label(method: str, settings: str) -> str:
     return f"{method} [{settings}]" if settings else method
 
 
-def collect_runs(run_dirs: Iterable[Path], duplicates: str = "newest") -> Collection:
+def _read_all(runs: list[Path], skip_unreadable: bool, skipped: list[tuple[Path, str]]) -> list[pd.DataFrame]:
+    """Every run's metric rows; with ``skip_unreadable`` a run whose ``metrics.csv`` cannot be
+    read is appended to ``skipped`` with the reason instead of stopping the report."""
+    frames = []
+    for run in runs:
+        try:
+            frames.append(store.read_run_metrics(run))
+        except store.UnreadableRunError as err:
+            if not skip_unreadable:
+                raise UnreadableRunsError(f"{err} (--skip-unreadable reports the other runs and lists it)") from err
+            skipped.append((run, f"unreadable metrics.csv: {err}"))
+            logging.getLogger("hashbench").warning("skipped: %s", err)
+    return frames
+
+
+class UnreadableRunsError(store.UnreadableRunError):
+    """A report stopped at an unreadable run (the message names it and the option that skips it)."""
+
+
+def collect_runs(run_dirs: Iterable[Path], duplicates: str = "newest", skip_unreadable: bool = False) -> Collection:
     """Read the runs in or below ``run_dirs`` (:func:`benchmark.store.find_runs`: unfinished
     ``.tmp-*`` runs and regression-suite work are passed over and listed) and keep one run per
     cell (:func:`select_runs`).
@@ -83,12 +103,16 @@ def collect_runs(run_dirs: Iterable[Path], duplicates: str = "newest") -> Collec
     Columns added to the metric rows: ``method_base`` (the registered name), ``settings`` (the
     recorded departures from the shipped config), and ``method`` becomes :func:`method_label`,
     so runs that differ in settings are different rows of every table and figure, and seeds are
-    pooled only across runs with identical settings."""
+    pooled only across runs with identical settings. An unreadable ``metrics.csv`` stops the
+    report with its path; with ``skip_unreadable`` it is listed among the folders passed over."""
     run_dirs = list(run_dirs)
     found = store.find_runs(run_dirs)
     if not found.runs:
         raise FileNotFoundError("no run (metrics.csv beside config.yaml) under: " + ", ".join(map(str, run_dirs)))
-    frame = pd.concat([store.read_run_metrics(d) for d in found.runs], ignore_index=True)
+    frames = _read_all(found.runs, skip_unreadable, found.skipped)
+    if not frames:
+        raise FileNotFoundError("no readable run under: " + ", ".join(map(str, run_dirs)))
+    frame = pd.concat(frames, ignore_index=True)
     frame["variant"] = frame["variant"].fillna("").astype(str)
     frame["settings"] = frame["settings"].fillna("").astype(str)
     frame["bits"] = frame["bits"].astype(int)
@@ -99,9 +123,9 @@ def collect_runs(run_dirs: Iterable[Path], duplicates: str = "newest") -> Collec
     return Collection(kept.reset_index(drop=True), selection, found.skipped, duplicates)
 
 
-def load_runs(run_dirs: Iterable[Path], duplicates: str = "newest") -> pd.DataFrame:
+def load_runs(run_dirs: Iterable[Path], duplicates: str = "newest", skip_unreadable: bool = False) -> pd.DataFrame:
     """The kept metric rows of the runs in or below ``run_dirs`` (:func:`collect_runs`)."""
-    return collect_runs(run_dirs, duplicates).frame
+    return collect_runs(run_dirs, duplicates, skip_unreadable).frame
 
 
 def select_runs(frame: pd.DataFrame, duplicates: str = "newest") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -378,7 +402,7 @@ def selection_notes(col: Collection, roots: Iterable[Path]) -> str:
 
 def write_report(run_dirs: Iterable[Path], out: Path, metric: str | None = None,
                  reference: bool | list[str] = False, ci: bool = True, figures: bool = True,
-                 duplicates: str = "newest") -> list[Path]:
+                 duplicates: str = "newest", skip_unreadable: bool = False) -> list[Path]:
     """Write ``table.csv`` (tidy mean/std/n), ``table.md`` and ``table.tex`` (booktabs), and
     ``runs.csv`` (every run and code length read: kept or dropped, and why); with
     ``reference`` (True, or a list of published method names): ``reference.csv`` and the
@@ -386,11 +410,12 @@ def write_report(run_dirs: Iterable[Path], out: Path, metric: str | None = None,
     ``map_ci.csv``/``map_ci.md`` (bootstrap CI over queries of each run's mAP); with ``figures``:
     the figures of :mod:`benchmark.figures`, all under ``out``; returns the paths written.
     ``duplicates``: how runs of one cell are resolved (:func:`select_runs`); table.md's notes
-    list every dropped run and every folder passed over."""
+    list every dropped run and every folder passed over (with ``skip_unreadable``, the runs whose
+    ``metrics.csv`` could not be read, each with the reason)."""
     from hashbench.benchmark import figures as figures_mod
 
     run_dirs = list(run_dirs)
-    col = collect_runs(run_dirs, duplicates)
+    col = collect_runs(run_dirs, duplicates, skip_unreadable)
     frame = col.frame
     summ = summary(main_rows(frame, metric))
     ref = reference_rows(frame, summ, None if reference is True else list(reference)) if reference else None
@@ -426,10 +451,10 @@ def write_report(run_dirs: Iterable[Path], out: Path, metric: str | None = None,
 
 
 def write_comparison(run_dirs: Iterable[Path], out: Path, a: str, b: str, test: str = "permutation",
-                     duplicates: str = "newest") -> tuple[str, list[Path]]:
+                     duplicates: str = "newest", skip_unreadable: bool = False) -> tuple[str, list[Path]]:
     """Write ``compare_<a>_vs_<b>.csv``/``.md`` under ``out`` (see :func:`compare_methods`) from
     the runs :func:`load_runs` keeps under ``duplicates``; returns the Markdown text and the paths."""
-    table = compare_methods(load_runs(list(run_dirs), duplicates), a, b, test=test)
+    table = compare_methods(load_runs(list(run_dirs), duplicates, skip_unreadable), a, b, test=test)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"compare_{a}_vs_{b}"

@@ -268,10 +268,29 @@ def find_runs(roots: Iterable[Path]) -> FoundRuns:
     return found
 
 
+class UnreadableRunError(ValueError):
+    """A run's ``metrics.csv`` cannot be read as a metric table; the message names the file."""
+
+
+#: Columns every run's ``metrics.csv`` has (:func:`metric_rows`), checked when a run is read.
+REQUIRED_METRIC_COLUMNS = ("method", "dataset", "bits", "metric", "value", "seed")
+
+
 def read_run_metrics(run_dir: Path) -> pd.DataFrame:
-    """One run's ``metrics.csv`` with a ``run_dir`` column; a file written before the
-    ``settings`` column existed is a ValueError naming the one-off migration."""
-    frame = pd.read_csv(Path(run_dir) / "metrics.csv", keep_default_na=False, na_values=["nan", "NaN"])
+    """One run's ``metrics.csv`` with a ``run_dir`` column. A file that does not parse, is empty,
+    is not UTF-8 or lacks a column of :data:`REQUIRED_METRIC_COLUMNS` is an
+    :class:`UnreadableRunError` naming the file and the run; one written before the ``settings``
+    column existed is a ValueError naming the one-off migration."""
+    path = Path(run_dir) / "metrics.csv"
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, na_values=["nan", "NaN"])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise UnreadableRunError(f"{path} (run {Path(run_dir).name}) is unreadable: "
+                                 f"{str(err).strip().splitlines()[0]}") from err
+    missing = [c for c in REQUIRED_METRIC_COLUMNS if c not in frame]
+    if missing:
+        raise UnreadableRunError(f"{path} (run {Path(run_dir).name}) is unreadable: no column "
+                                 f"{', '.join(missing)}")
     if "settings" not in frame:
         raise ValueError(f"{run_dir}/metrics.csv has no settings column (written before it existed); record it "
                          f"once with: python scripts/add_settings_column.py {run_dir}")
