@@ -28,6 +28,7 @@ import torch
 from hashbench.benchmark.augment import MODES as AUGMENT_MODES
 from hashbench.benchmark.config import HARNESS_KEYS, load_spec, resolve_config, split_config
 from hashbench.benchmark.data import PIPELINES
+from hashbench.methods.backbones import BATCHNORM_POLICIES
 
 
 class ConfigError(ValueError):
@@ -66,7 +67,8 @@ SUFFIX_RANGES: tuple[tuple[str, _Rule], ...] = (
 )
 #: Harness keys with a fixed set of values (``map_at`` also takes an integer ≥ 1).
 CHOICES: dict[str, tuple[Any, ...]] = {"sampler": ("random", "class_balanced"), "map_at": ("protocol", "all"),
-                                       "augment": (False, True, *AUGMENT_MODES), "pipeline": PIPELINES}
+                                       "augment": (False, True, *AUGMENT_MODES), "pipeline": PIPELINES,
+                                       "batchnorm": BATCHNORM_POLICIES}
 
 
 def _init_parameters(cls: type) -> dict[str, inspect.Parameter]:

@@ -301,7 +301,7 @@ class DeepHashTable(HashingMethod):
 
     def configure_optimizers(self):
         hp = self.hparams
-        shared = list(self.backbone.parameters()) + list(self.trunk.parameters())
+        shared = [p for p in list(self.backbone.parameters()) + list(self.trunk.parameters()) if p.requires_grad]
         lr1 = float(hp.stage1_lr or hp.lr)
         opt1 = torch.optim.Adam([p for p in shared + list(self.embed_head.parameters())], lr=lr1,
                                 weight_decay=float(hp.weight_decay))
