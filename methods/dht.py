@@ -14,7 +14,8 @@ Training, two stages over the harness's epochs E (``stage1_fraction`` f → the 
 
 1. metric pre-training of trunk + Embed: semi-hard triplet on the L2-normalised embedding
    (squared Euclidean, margin ``metric_margin``) or N-pairs with its regulariser; Adam with the
-   FC weight decay. The stage-1 network is then frozen as a copy: it is the faithful re-ranking
+   FC weight decay (``weight_decay`` on the trunk and Embed weights, ``backbone_weight_decay`` on
+   the backbone's, none on biases or BatchNorm: :meth:`DeepHashTable.stage1_param_groups`). The stage-1 network is then frozen as a copy: it is the faithful re-ranking
    representation (``rerank: stage1``).
 2. hash fine-tuning with class-balanced batches: per batch, the class-mean unaries of the hash
    output (L2-normalised rows for triplet, raw for N-pairs) → the exact class codes by min-cost
@@ -114,7 +115,7 @@ class DeepHashTable(HashingMethod):
     def __init__(self, bits: int, n_classes: int, backbone: nn.Module, *, sparsity: int = 1,
                  loss: str = "triplet", embed_dim: int | None = None, hidden_dims: Sequence[int] = (512,),
                  dropout: float = 0.5, lr: float = 1e-3, stage1_lr: float | None = None,
-                 trunk_lr_mult: float = 0.1, weight_decay: float = 5e-4,
+                 trunk_lr_mult: float = 0.1, weight_decay: float = 5e-4, backbone_weight_decay: float = 0.0,
                  lr_decay_rate: float = 0.3, lr_decay_steps: int = 20000,
                  metric_margin: float = 0.3, hash_margin: float = 1.0,
                  npairs_reg: float = 0.003, hash_npairs_reg: float = 0.003,
@@ -299,16 +300,35 @@ class DeepHashTable(HashingMethod):
         self.log("train/stage", float(stage), on_step=True, on_epoch=False)
         return loss.detach()
 
+    def stage1_param_groups(self) -> list[dict[str, Any]]:
+        """Stage-1 Adam groups, all at ``stage1_lr`` (or ``lr``): the "FC weight decay"
+        ``weight_decay`` on the weights (> 1-d) of the trunk's fc layers and Embed;
+        ``backbone_weight_decay`` on the backbone's weights (> 1-d: conv/fc kernels); no decay on
+        any 1-d parameter (biases, BatchNorm scales and shifts). Trainable parameters only."""
+        hp = self.hparams
+        lr1 = float(hp.stage1_lr or hp.lr)
+        parts = (("backbone", [self.backbone], float(hp.backbone_weight_decay)),
+                 ("fc", [self.trunk, self.embed_head], float(hp.weight_decay)))
+        groups = []
+        for part, modules, wd in parts:
+            params = [p for m in modules for p in m.parameters() if p.requires_grad]
+            groups += [{"params": [p for p in params if p.ndim > 1], "lr": lr1, "weight_decay": wd, "name": f"{part}_weight"},
+                       {"params": [p for p in params if p.ndim <= 1], "lr": lr1, "weight_decay": 0.0, "name": f"{part}_bias"}]
+        return [g for g in groups if g["params"]]
+
+    def stage2_param_groups(self) -> list[dict[str, Any]]:
+        """Stage-2 Adam groups, no weight decay (the original's stage-2 loss has none): Hash at
+        ``lr``; backbone and trunk at ``trunk_lr_mult``·lr. Trainable parameters only."""
+        hp = self.hparams
+        shared = [p for m in (self.backbone, self.trunk) for p in m.parameters() if p.requires_grad]
+        groups = [{"params": list(self.hash_head.parameters()), "lr": float(hp.lr), "weight_decay": 0.0, "name": "hash"},
+                  {"params": shared, "lr": float(hp.lr) * float(hp.trunk_lr_mult), "weight_decay": 0.0, "name": "trunk"}]
+        return [g for g in groups if g["params"]]
+
     def configure_optimizers(self):
         hp = self.hparams
-        shared = [p for p in list(self.backbone.parameters()) + list(self.trunk.parameters()) if p.requires_grad]
-        lr1 = float(hp.stage1_lr or hp.lr)
-        opt1 = torch.optim.Adam([p for p in shared + list(self.embed_head.parameters())], lr=lr1,
-                                weight_decay=float(hp.weight_decay))
-        groups = [{"params": list(self.hash_head.parameters()), "lr": float(hp.lr)}]
-        if shared:
-            groups.append({"params": shared, "lr": float(hp.lr) * float(hp.trunk_lr_mult)})
-        opt2 = torch.optim.Adam(groups)
+        opt1 = torch.optim.Adam(self.stage1_param_groups())
+        opt2 = torch.optim.Adam(self.stage2_param_groups())
         decay = lambda step: float(hp.lr_decay_rate) ** (step // int(hp.lr_decay_steps))  # noqa: E731
         return [opt1, opt2], [torch.optim.lr_scheduler.LambdaLR(opt1, decay),
                               torch.optim.lr_scheduler.LambdaLR(opt2, decay)]

@@ -143,7 +143,7 @@ class DRQ(HashingMethod):
                  triplet_margin: float = 2.5, semantic_weight: float = 1.0, triplet_weight: float = 1.0,
                  tau: float = 1.0, mu: float = 1.0, nu: float = 0.1,
                  encoder_optimizer: str = "momentum", lr: float = 0.01, momentum: float = 0.9,
-                 lr_multipliers: dict[str, float] | None = None,
+                 lr_multipliers: dict[str, float] | None = None, weight_decay: float = 0.0,
                  codebook_lr: float = 1e-4, lr_decay_rate: float = 0.9, lr_decay_steps: float = 10000,
                  init_std: float = 0.01, schedule_epochs: int | None = None,
                  stage_fractions: Sequence[float] = (0.5, 0.75), skip_boundary_epochs: bool = False,
@@ -300,7 +300,10 @@ class DRQ(HashingMethod):
 
     def encoder_param_groups(self) -> list[dict[str, Any]]:
         """Encoder parameters grouped with the original's Caffe-style multipliers of the learning
-        rate: pretrained (backbone) weights ×0.5, biases ×1; new head layers weights ×5, biases ×10."""
+        rate: pretrained (backbone) weights ×0.5, biases ×1; new head layers weights ×5, biases ×10.
+        "Weights" are the parameters with more than one dimension (conv and fc kernels); "biases"
+        every 1-d parameter (biases and BatchNorm scales and shifts). ``weight_decay`` applies to
+        the weights only. Trainable parameters only; empty groups are left out."""
         mult = {"backbone_weight": 0.5, "backbone_bias": 1.0, "head_weight": 5.0, "head_bias": 10.0}
         mult.update(self.hparams.lr_multipliers or {})
         groups: dict[str, list[nn.Parameter]] = {k: [] for k in mult}
@@ -310,8 +313,9 @@ class DRQ(HashingMethod):
                 for p in mod.parameters():
                     if p.requires_grad:
                         groups[f"{part}_{'weight' if p.ndim > 1 else 'bias'}"].append(p)
-        lr = self.hparams.lr
-        return [{"params": ps, "lr": lr * mult[k], "name": k} for k, ps in groups.items() if ps]
+        lr, wd = self.hparams.lr, float(self.hparams.weight_decay)
+        return [{"params": ps, "lr": lr * mult[k], "weight_decay": wd if k.endswith("_weight") else 0.0, "name": k}
+                for k, ps in groups.items() if ps]
 
     def configure_optimizers(self):
         """Encoder (momentum SGD, or Adam with ``encoder_optimizer: adam``) and two Adam codebook

@@ -81,7 +81,9 @@ Optimisation
     weight decay 5e-4, ``lr = base·0.5^⌊t/2000⌋`` (a step-interval ``LambdaLR``), logged as
     ``lr``. Caffe's lr multipliers: backbone weights ×1, backbone biases ×2 (no decay), fch
     weights ×10, fch bias ×20 (no decay); hparams ``head_lr_mult`` (10), ``bias_lr_mult`` (2),
-    ``bias_decay_mult`` (0); a parameter is a bias when its name ends in ``bias``. Parameters
+    ``bias_decay_mult`` (0); a parameter is a bias when its name ends in ``bias``. The other 1-d
+    parameters (normalisation scales: BatchNorm weights, absent from AlexNet) keep the weights'
+    lr and get no decay (``norm_decay_mult``, 0; issue 22). Parameters
     with ``requires_grad = False`` (a frozen backbone) are left out. ``optimizer: rmsprop``
     (DeepHash-pytorch) uses torch's RMSprop defaults with ``lr`` and ``weight_decay``.
 
@@ -288,7 +290,7 @@ class HashNet(HashingMethod):
     def __init__(self, bits: int, n_classes: int, backbone: nn.Module, *,
                  lr: float = 2e-4, momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False,
                  optimizer: str = "sgd", head_lr_mult: float = 10.0, bias_lr_mult: float = 2.0,
-                 bias_decay_mult: float = 0.0, lr_step: int = 2000, lr_gamma: float = 0.5,
+                 bias_decay_mult: float = 0.0, norm_decay_mult: float = 0.0, lr_step: int = 2000, lr_gamma: float = 0.5,
                  schedule_scale: float | str = 1.0, schedule_iterations: int = ORIGINAL_ITERATIONS,
                  alpha: float | None = None, threshold: float | None = 15.0, class_num: float | None = None,
                  weighting: str | bool = "class_num", pairs: str = "two_stream",
@@ -314,6 +316,7 @@ class HashNet(HashingMethod):
         self.head_lr_mult = float(head_lr_mult)
         self.bias_lr_mult = float(bias_lr_mult)
         self.bias_decay_mult = float(bias_decay_mult)
+        self.norm_decay_mult = float(norm_decay_mult)
         self.lr_step = int(lr_step)
         self.lr_gamma = float(lr_gamma)
         if isinstance(schedule_scale, str) and schedule_scale.lower() == "auto":
@@ -435,17 +438,21 @@ class HashNet(HashingMethod):
         return loss
 
     def _param_groups(self) -> list[dict[str, Any]]:
-        """Caffe's lr/decay multipliers: weights (1, 1), biases (bias_lr_mult, bias_decay_mult),
-        both ×head_lr_mult on the lr for fch."""
+        """Caffe's lr/decay multipliers, each part's (backbone ×1, fch ×head_lr_mult) lr times:
+        weights (lr ×1, decay ×1); biases, named ``*bias`` (×bias_lr_mult, ×bias_decay_mult);
+        normalisation scales, the other 1-d parameters such as BatchNorm weights (×1,
+        ×norm_decay_mult). Trainable parameters only; empty groups are left out."""
         groups = []
-        for module, lr_mult in ((self.backbone, 1.0), (self.fch, self.head_lr_mult)):
+        for part, module, lr_mult in (("backbone", self.backbone, 1.0), ("head", self.fch, self.head_lr_mult)):
             named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-            weights = [p for n, p in named if not n.endswith("bias")]
-            biases = [p for n, p in named if n.endswith("bias")]
-            bias_rule = (biases, lr_mult * self.bias_lr_mult, self.bias_decay_mult)
-            for params, lm, dm in ((weights, lr_mult, 1.0), bias_rule):
+            kinds = {
+                "weight": ([p for n, p in named if not n.endswith("bias") and p.ndim > 1], 1.0, 1.0),
+                "norm": ([p for n, p in named if not n.endswith("bias") and p.ndim <= 1], 1.0, self.norm_decay_mult),
+                "bias": ([p for n, p in named if n.endswith("bias")], self.bias_lr_mult, self.bias_decay_mult)}
+            for kind, (params, lm, dm) in kinds.items():
                 if params:
-                    groups.append({"params": params, "lr": self.lr * lm, "weight_decay": self.weight_decay * dm})
+                    groups.append({"params": params, "lr": self.lr * lr_mult * lm,
+                                   "weight_decay": self.weight_decay * dm, "name": f"{part}_{kind}"})
         return groups
 
     def configure_optimizers(self) -> dict[str, Any]:
