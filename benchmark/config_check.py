@@ -52,7 +52,7 @@ RANGES: dict[str, _Rule] = {
     "classes_per_batch": (">= 2", lambda v: v >= 2), "num_workers": _NON_NEGATIVE, "image_size": _AT_LEAST_1,
     "n_iter": _NON_NEGATIVE, "max_beam_size": _AT_LEAST_1, "levels": _AT_LEAST_1, "sparsity": _AT_LEAST_1,
     "codebook_size": (">= 2", lambda v: v >= 2), "n_steps": _AT_LEAST_1, "feature_dim": _AT_LEAST_1,
-    "embed_dim": _AT_LEAST_1, "schedule_epochs": _AT_LEAST_1,
+    "embed_dim": _AT_LEAST_1, "schedule_epochs": _AT_LEAST_1, "warmup_steps": _NON_NEGATIVE,
     "dropout": _UNIT_OPEN, "momentum": _UNIT, "stage1_fraction": _UNIT_LEFT_OPEN,
     "lr_decay_rate": _UNIT_LEFT_OPEN, "lr_gamma": _UNIT_LEFT_OPEN,
     "tau": _POSITIVE, "mu": _NON_NEGATIVE, "nu": _NON_NEGATIVE, "init_std": _POSITIVE,

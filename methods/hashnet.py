@@ -54,6 +54,15 @@ Continuation (:func:`continuation_beta`)
     (``schedule_iterations``), so whatever the dataset size and epoch count, the run maps onto
     the original 10,000 iterations and ends at β = √51. s need not make 200·s an integer.
 
+Fine-tuning schedules (issue 22; ``methods/schedules.py``)
+    ``lr_schedule``: ``original`` (default: the step rule above) | ``cosine`` | ``step`` (decay
+    over the run's real length T = the Trainer's optimiser steps), each after ``warmup_steps``
+    (default 0) of linear warm-up: lr(t) = base·min(1, (t+1)/W)·decay(t). ``beta_clock``:
+    ``scaled`` (default: β on the clock τ = t/s above, so ``schedule_scale: auto`` on a 510-step
+    run puts β at √2 from step 11) | ``original`` (β on the unscaled clock, s = 1: β = 1 up to
+    t = 199, √2 from 200, √3 from 400 — never faster than the original 200-step rule, whatever
+    ``schedule_scale`` does to the lr).
+
 Options (defaults = the paper's Caffe behaviour)
     ``continuous_similarity`` (default true: on in all three shipped Caffe prototxts): in the
     backward pass only, each pair's gradient is multiplied by 4·c_ij with
@@ -106,6 +115,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hashbench.methods import schedules
 from hashbench.methods.base import BINARY, HashingMethod
 from hashbench.methods.registry import register
 
@@ -116,6 +126,7 @@ _WEIGHTINGS = ("class_num", "none", "batch_balanced")
 _PAIRS = ("two_stream", "in_batch")
 _BETA_SCHEDULES = ("iteration", "epoch")
 _OPTIMIZERS = ("sgd", "rmsprop")
+_BETA_CLOCKS = ("scaled", "original")
 
 
 # --------------------------------------------------------------------------- schedules
@@ -292,6 +303,7 @@ class HashNet(HashingMethod):
                  optimizer: str = "sgd", head_lr_mult: float = 10.0, bias_lr_mult: float = 2.0,
                  bias_decay_mult: float = 0.0, norm_decay_mult: float = 0.0, lr_step: int = 2000, lr_gamma: float = 0.5,
                  schedule_scale: float | str = 1.0, schedule_iterations: int = ORIGINAL_ITERATIONS,
+                 lr_schedule: str = "original", warmup_steps: int = 0, beta_clock: str = "scaled",
                  alpha: float | None = None, threshold: float | None = 15.0, class_num: float | None = None,
                  weighting: str | bool = "class_num", pairs: str = "two_stream",
                  continuation: bool = True, beta_schedule: str = "iteration", beta_step: int = 200,
@@ -326,6 +338,10 @@ class HashNet(HashingMethod):
             if self.schedule_scale <= 0:
                 raise ValueError(f"hashnet: schedule_scale must be > 0 or 'auto'; got {schedule_scale!r}")
         self.schedule_iterations = int(schedule_iterations)
+        self.lr_schedule = schedules.check_schedule("hashnet", str(lr_schedule), int(warmup_steps))
+        self.warmup_steps = int(warmup_steps)
+        self.beta_clock = _choice("beta_clock", beta_clock, _BETA_CLOCKS)
+        self._total_steps: int | None = None
         self._resolved_scale: float | None = None if self.schedule_scale == "auto" else float(self.schedule_scale)
 
         alpha_value = _optional_float(alpha)
@@ -375,17 +391,27 @@ class HashNet(HashingMethod):
             return 1.0
         if self.beta_schedule == "epoch":
             return epoch_beta(epoch, self.beta_epoch_step)
-        return continuation_beta(step, self.resolved_schedule_scale(), self.beta_step, self.beta_gamma,
-                                 self.beta_power)
+        scale = 1.0 if self.beta_clock == "original" else self.resolved_schedule_scale()
+        return continuation_beta(step, scale, self.beta_step, self.beta_gamma, self.beta_power)
 
     @property
     def current_beta(self) -> float:
         """β of the last training step (1 before training); stored in the ``beta`` buffer."""
         return float(self.beta)
 
+    def total_steps(self) -> int:
+        """T, the run's optimiser steps (the Trainer's ``estimated_stepping_batches``)."""
+        if self._total_steps is None:
+            self._total_steps = int(round(schedules.steps_per_epoch(self._trainer) * self._trainer.max_epochs))
+        return self._total_steps
+
     def lr_factor(self, step: int) -> float:
-        """Multiplier of every group's lr at a training iteration: lr_gamma^⌊t/(lr_step·s)⌋."""
-        return step_lr_factor(step, self.resolved_schedule_scale(), self.lr_step, self.lr_gamma)
+        """Multiplier of every group's lr at a training iteration: ``lr_schedule: original`` is
+        lr_gamma^⌊t/(lr_step·s)⌋; ``cosine`` / ``step`` decay over the run's T steps; each after
+        ``warmup_steps`` of linear warm-up (:func:`methods.schedules.lr_factor`)."""
+        original = lambda t: step_lr_factor(t, self.resolved_schedule_scale(), self.lr_step, self.lr_gamma)  # noqa: E731
+        total = None if self.lr_schedule == "original" else self.total_steps()
+        return schedules.lr_factor(self.lr_schedule, step, total, self.warmup_steps, original)
 
     # ----------------------------------------------------------------- interface
     def embed(self, x: torch.Tensor) -> torch.Tensor:
