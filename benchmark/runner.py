@@ -204,7 +204,8 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
                 set_layout(method, bool(harness["channels_last"]), bool(harness["compile"]))
                 train_info = fit(method, loader, writer.path, int(harness["epochs"]), req.device, req.devices,
                                  score_fn, progress=req.progress, loggers=trackers, resume_from=resume_from,
-                                 save_last=identity is not None, precision=str(harness["precision"]))
+                                 save_last=identity is not None, precision=str(harness["precision"]),
+                                 head_warmup_epochs=0 if frozen else int(harness["head_warmup_epochs"]))
             finally:
                 torch.set_num_threads(threads)
             if train_info["global_rank"] != 0:  # DDP worker: rank 0 evaluates and writes the run

@@ -36,6 +36,23 @@ class NonFiniteLossGuard(Callback):
             raise NonFiniteLossError(f"non-finite loss {loss.item()} at step {trainer.global_step}")
 
 
+class HeadWarmStart(Callback):
+    """Harness key ``head_warmup_epochs`` = N: during the first N epochs the method's backbone is
+    held (:meth:`Backbone.hold <hashbench.methods.backbones.Backbone.hold>`: its parameters out of
+    training, eval mode), so the new layers train on the pretrained backbone's features; from
+    epoch N on the backbone trains as configured. Re-applied at every epoch start (also after a
+    resume); released at the end of training."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = int(epochs)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        pl_module.backbone.hold(trainer.current_epoch < self.epochs)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        pl_module.backbone.hold(False)
+
+
 class ValidationRetrieval(Callback):
     """Logs ``val/map``: mAP@all (default variant) of the validation split's codes searched
     against the training split's codes, every ``every`` epochs. Model selection uses this,
@@ -200,7 +217,7 @@ def set_layout(method: torch.nn.Module, channels_last: bool = False, compile: bo
 def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, device: str, devices: int,
         score_fn: Callable[[pl.LightningModule], float] | None, val_every: int = 1,
         progress: bool = True, loggers: list | None = None, resume_from: Path | None = None,
-        save_last: bool = False, precision: str = "32-true") -> dict[str, Any]:
+        save_last: bool = False, precision: str = "32-true", head_warmup_epochs: int = 0) -> dict[str, Any]:
     """Train ``method`` for ``epochs`` epochs; keep the checkpoint with the best validation mAP
     and load it back. Returns ``{"best_score", "best_checkpoint", "accelerator", "global_step",
     "global_rank", "world_size", "epochs", "throughput", "resumed_from_epoch"}`` (per-epoch timing from
@@ -211,10 +228,14 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
     (NCCL) or on CPU processes (gloo). ``save_last`` writes ``checkpoints/last.ckpt`` after every
     epoch (with the random state, :class:`RngState`); ``resume_from`` continues from such a
     checkpoint. ``precision``: Lightning's (``32-true``; ``bf16-mixed`` autocasts the training
-    steps, the weights stay float32)."""
+    steps, the weights stay float32). ``head_warmup_epochs``: :class:`HeadWarmStart` (one device only)."""
     accelerator = accelerator_for(device)
     timer = EpochTimer()
     callbacks: list[Callback] = [NonFiniteLossGuard(), timer, RngState(train_loader)]
+    if head_warmup_epochs > 0:
+        if devices > 1:
+            raise ValueError("head_warmup_epochs needs one device (DDP cannot change the trained parameters mid-run)")
+        callbacks.append(HeadWarmStart(head_warmup_epochs))
     ckpt = last = None
     if score_fn is not None:
         callbacks.append(ValidationRetrieval(score_fn, val_every))

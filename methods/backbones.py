@@ -94,6 +94,7 @@ class Backbone(nn.Module):
         self.input_spec = input_spec
         self.pretrained = bool(pretrained)
         self.batchnorm = "train"
+        self.held: list[str] = []  # names of the parameters hold() took out of training
 
     def set_batchnorm(self, policy: str) -> str:
         """Apply a BatchNorm policy to the backbone's BatchNorm layers; returns the resolved policy.
@@ -115,10 +116,33 @@ class Backbone(nn.Module):
         self.train(self.training)
         return resolved
 
+    def hold(self, held: bool) -> None:
+        """Hold the backbone fixed (the harness's head warm start) or release it. ``True``: every
+        trainable parameter gets ``requires_grad = False`` (optimisers skip parameters without a
+        gradient) and the backbone stays in eval mode whatever :meth:`train` is called with, so the
+        layers on top train on its frozen features. ``False``: those parameters train again and
+        :meth:`train` behaves as before (with the BatchNorm policy). Idempotent."""
+        if held and not self.held:
+            self.held = [n for n, p in self.named_parameters() if p.requires_grad]
+            for p in self.parameters():
+                p.requires_grad_(False)
+        elif not held and self.held:
+            params = dict(self.named_parameters())
+            for name in self.held:
+                params[name].requires_grad_(True)
+            self.held = []
+        self.train(self.training)
+
     def train(self, mode: bool = True) -> "Backbone":
         """``nn.Module.train``, then BatchNorm layers back to eval mode under a ``frozen`` or
-        ``frozen_stats`` policy (Lightning calls ``train()`` at every epoch)."""
+        ``frozen_stats`` policy (the harness and Lightning call ``train()`` on the whole method);
+        the whole backbone in eval mode while :meth:`hold` holds it (``training`` still records
+        the mode asked for)."""
         super().train(mode)
+        if mode and self.held:
+            for m in self.modules():
+                if m is not self:
+                    m.training = False
         if mode and self.batchnorm in ("frozen", "frozen_stats"):
             for layer in batchnorm_layers(self):
                 layer.train(False)
