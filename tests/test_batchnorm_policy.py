@@ -17,6 +17,7 @@ from hashbench.methods.backbones import (
     build_backbone,
     extract_features,
     prepare_images,
+    recompute_batchnorm,
     resolve_batchnorm,
 )
 
@@ -222,3 +223,39 @@ def test_head_warmup_epochs_key_reaches_the_trainer(runs_dir, monkeypatch):
     run_one(RunRequest(method="hashnet", dataset="digits", bits=16, epochs=1, out_dir=runs_dir, device="cpu",
                        speed=False, overrides=overrides))
     assert made == [1]
+
+
+def test_recompute_sets_running_mean_to_the_mean_of_the_layer_inputs():
+    torch.manual_seed(0)
+    bb = build_backbone("small-cnn", pretrained=False, in_channels=3, image_size=8)
+    assert bb.set_batchnorm("recompute") == "recompute"
+    bb.train()
+    bn0 = batchnorm_layers(bb)[0]
+    assert bn0.training                                   # trains as `train`
+    batches = [torch.randn(6, 3, 8, 8) * 2 + 1 for _ in range(3)]
+    with torch.no_grad():
+        conv_out = torch.cat([bb.body.features[0](x) for x in batches])       # the first BatchNorm's input
+    momentum = bn0.momentum
+    assert recompute_batchnorm(bb, [(x, None) for x in batches]) == 18
+    torch.testing.assert_close(bn0.running_mean, conv_out.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
+    per_batch_var = torch.stack([c.var(dim=(0, 2, 3), unbiased=True) for c in conv_out.split(6)])
+    torch.testing.assert_close(bn0.running_var, per_batch_var.mean(0), rtol=1e-5, atol=1e-6)
+    assert bn0.momentum == momentum and bn0.training and bb.training         # modes and momentum restored
+    assert recompute_batchnorm(get_method("hashnet")(bits=8, n_classes=2, backbone=build_backbone(
+        "identity", in_dim=4)).backbone, [torch.randn(2, 4)]) == 0
+
+
+def test_recompute_key_reaches_the_trainer_before_validation(runs_dir, monkeypatch):
+    from hashbench.benchmark import train as T
+    from hashbench.benchmark.runner import RunRequest, run_one
+
+    calls = []
+    monkeypatch.setattr(T, "recompute_batchnorm", lambda bb, loader, device: calls.append(len(loader.dataset)))
+    validate = T.ValidationRetrieval.on_train_epoch_end
+    monkeypatch.setattr(T.ValidationRetrieval, "on_train_epoch_end",
+                        lambda self, trainer, module: (calls.append("validation"), validate(self, trainer, module)))
+    overrides = {"backbone": "small-cnn", "pretrained": False, "frozen": False, "image_size": 8,
+                 "batchnorm": "recompute"}
+    run_one(RunRequest(method="hashnet", dataset="digits", bits=16, epochs=1, out_dir=runs_dir, device="cpu",
+                       speed=False, overrides=overrides))
+    assert len(calls) == 2 and calls[0] > 100 and calls[1] == "validation"   # over the training items, first
