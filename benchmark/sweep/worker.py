@@ -6,9 +6,9 @@ A worker keeps what the cells read from the dataset and feature caches between c
 (:mod:`hashbench.datasets.memo`: an unchanged file is read once, a rewritten one again). It is
 started (``multiprocessing``'s ``spawn``) with the environment that must be fixed before torch is
 imported, its *start environment* (``CUDA_VISIBLE_DEVICES`` and the thread-count variables); a
-cell needing another start environment gets another worker. Before each cell the worker puts back
+cell needing another start environment gets another worker. After each cell the worker puts back
 what a cell may change in a process (environment, working directory, warnings filters, logging
-levels and handlers, torch's thread count and global flags); every run seeds itself
+levels and handlers, torch's thread count and global flags) as it was; every run seeds itself
 (``pl.seed_everything`` in :func:`hashbench.benchmark.runner.run_one`), as consecutive runs of one
 ``hashbench run --seeds 0,1`` already do. A worker that dies during a cell (killed, a segfault,
 ``os._exit``) reports that cell with its exit status, as a child process that died would, and is
@@ -49,9 +49,9 @@ def hashbench_args(argv: list[str]) -> list[str] | None:
 
 # ---- inside a worker ------------------------------------------------------------------------
 
-class _TorchDefaults:
+class TorchDefaults:
     """torch's (and faiss's) process-wide settings as the worker started with them, put back
-    before every cell: intra-op threads, deterministic algorithms, cuDNN flags, matmul precision."""
+    after every cell: intra-op threads, deterministic algorithms, cuDNN flags, matmul precision."""
 
     def __init__(self) -> None:
         import faiss
@@ -154,18 +154,18 @@ def _after_cell() -> None:
         sys.modules["matplotlib.pyplot"].close("all")
 
 
-def run_in_process(args: list[str], log_path: str, env: dict[str, str], defaults: _TorchDefaults) -> int:
+def run_in_process(args: list[str], log_path: str, env: dict[str, str], defaults: TorchDefaults) -> int:
     """Run ``hashbench ARGS`` here with ``env`` added, output appended to ``log_path``; the process
     is put back as it was afterwards. Returns the exit status."""
     state = _ProcessState()
     try:
         os.environ.update(env)
-        defaults.apply()
         with _output_to(log_path):
             return _cli_exit_status(args)
     finally:
-        state.restore()
         _after_cell()
+        defaults.apply()
+        state.restore()
 
 
 def serve(conn, start_env: dict[str, str | None]) -> None:
@@ -182,7 +182,7 @@ def serve(conn, start_env: dict[str, str | None]) -> None:
     from hashbench.datasets import memo
 
     memo.enable()
-    defaults = _TorchDefaults()
+    defaults = TorchDefaults()
     while True:
         try:
             job = conn.recv()
