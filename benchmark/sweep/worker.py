@@ -190,7 +190,11 @@ def serve(conn, start_env: dict[str, str | None]) -> None:
             return
         if job is None:
             return
-        conn.send(run_in_process(*job, defaults))
+        status = run_in_process(*job, defaults)
+        try:
+            conn.send(status)
+        except OSError:  # the driver is gone
+            return
 
 
 # ---- in the driver --------------------------------------------------------------------------
