@@ -23,6 +23,7 @@ import yaml
 
 from hashbench.benchmark import resume
 from hashbench.benchmark.sweep import executors, worker
+from hashbench.benchmark.sweep.spec import load_sweep
 from hashbench.datasets import cache, memo
 from hashbench.datasets.base import ArrayData
 
@@ -146,6 +147,19 @@ def test_warm_worker_runs_cli_commands_in_one_process(tmp_path):
     pids = {re.search(r"^# warm worker pid (\d+)", text, re.M).group(1) for text in logs.values()}
     assert len(pids) == 1  # one worker, three cells
     assert all(text.startswith("# ") and f": {HASHBENCH} " in text.splitlines()[0] for text in logs.values())
+
+
+def test_workers_setting_reaches_the_local_executor(tmp_path):
+    doc = {"methods": ["lsh"], "datasets": ["digits"], "bits": [8]}
+    for block, warm in (({}, True), ({"workers": "process"}, False), ({"workers": "warm"}, True)):
+        path = tmp_path / "s.yaml"
+        path.write_text(yaml.safe_dump({**doc, "executor": {"local": block}}))
+        settings = load_sweep(path).executor["local"]
+        ex = executors.make_executor("local", settings, tmp_path, "s")
+        ex.close()
+        assert (ex.warm is not None) is warm, block
+    with pytest.raises(ValueError, match="executor.local.workers must be one of warm, process, got 'lukewarm'"):
+        executors.make_executor("local", {"jobs": 1, "workers": "lukewarm"}, tmp_path, "s")
 
 
 GRID = {"methods": ["hashnet", "itq"], "datasets": ["digits"], "bits": [16], "seeds": [0, 1], "epochs": [3],
