@@ -168,21 +168,33 @@ def run_in_process(args: list[str], log_path: str, env: dict[str, str], defaults
         state.restore()
 
 
+def _warm_up(log_path: str) -> TorchDefaults:
+    """Import what ``hashbench run`` imports and turn the file memo on, before the first cell
+    (output to its log: a worker that cannot import ends there with status 1, as a process would)."""
+    with _output_to(log_path):
+        try:
+            for name in WARM_IMPORTS:
+                importlib.import_module(name)
+            from hashbench.datasets import memo
+
+            memo.enable()
+            return TorchDefaults()
+        except BaseException:  # noqa: BLE001
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(1)
+
+
 def serve(conn, start_env: dict[str, str | None]) -> None:
-    """A worker's life: apply ``start_env`` (None: unset) before anything imports torch, import
-    hashbench, turn the file memo on, then run each ``(args, log_path, env)`` received on
-    ``conn`` and send back its exit status, until ``None`` or the other end closes."""
+    """A worker's life: apply ``start_env`` (None: unset) before anything imports torch, then run
+    each ``(args, log_path, env)`` received on ``conn`` (the first after :func:`_warm_up`) and
+    send back its exit status, until ``None`` or the other end closes."""
     for var, value in start_env.items():
         if value is None:
             os.environ.pop(var, None)
         else:
             os.environ[var] = value
-    for name in WARM_IMPORTS:
-        importlib.import_module(name)
-    from hashbench.datasets import memo
-
-    memo.enable()
-    defaults = TorchDefaults()
+    defaults = None
     while True:
         try:
             job = conn.recv()
@@ -190,6 +202,8 @@ def serve(conn, start_env: dict[str, str | None]) -> None:
             return
         if job is None:
             return
+        if defaults is None:
+            defaults = _warm_up(job[1])
         status = run_in_process(*job, defaults)
         try:
             conn.send(status)
