@@ -4,9 +4,9 @@ cell's output captured to its log as a child process's would be.
 
 A worker keeps what the cells read from the dataset and feature caches between cells
 (:mod:`hashbench.datasets.memo`: an unchanged file is read once, a rewritten one again). It is
-started (``multiprocessing``'s ``spawn``) with the environment that must be fixed before torch is
-imported, its *start environment* (``CUDA_VISIBLE_DEVICES`` and the thread-count variables); a
-cell needing another start environment gets another worker. After each cell the worker puts back
+started with the environment that must be fixed before torch is imported, its *start
+environment* (``CUDA_VISIBLE_DEVICES`` and the thread-count variables); a cell needing another
+start environment gets another worker. After each cell the worker puts back
 what a cell may change in a process (environment, working directory, warnings filters, logging
 levels and handlers, torch's thread count and global flags) as it was; every run seeds itself
 (``pl.seed_everything`` in :func:`hashbench.benchmark.runner.run_one`), as consecutive runs of one
@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import os
 import sys
+import subprocess
 import threading
 import time
 import traceback
@@ -185,15 +186,9 @@ def _warm_up(log_path: str) -> TorchDefaults:
             os._exit(1)
 
 
-def serve(conn, start_env: dict[str, str | None]) -> None:
-    """A worker's life: apply ``start_env`` (None: unset) before anything imports torch, then run
-    each ``(args, log_path, env)`` received on ``conn`` (the first after :func:`_warm_up`) and
-    send back its exit status, until ``None`` or the other end closes."""
-    for var, value in start_env.items():
-        if value is None:
-            os.environ.pop(var, None)
-        else:
-            os.environ[var] = value
+def serve(conn) -> None:
+    """A worker's life: run each ``(args, log_path, env)`` received on ``conn`` (the first after
+    :func:`_warm_up`) and send back its exit status, until ``None`` or the other end closes."""
     defaults = None
     while True:
         try:
@@ -214,19 +209,23 @@ def serve(conn, start_env: dict[str, str | None]) -> None:
 # ---- in the driver --------------------------------------------------------------------------
 
 class WarmWorker:
-    """The driver's handle on one worker process (see the module)."""
-
-    _start_lock = threading.Lock()
+    """The driver's handle on one worker: ``python -m hashbench.benchmark.sweep.worker FD``, a
+    child process like a cell's (this environment with ``start_env`` on top, None: unset; no
+    stdin), talking over one end of a ``multiprocessing`` pipe passed as file descriptor FD.
+    (Not ``multiprocessing.Process``: its ``spawn`` re-runs the driver's main script.)"""
 
     def __init__(self, start_env: dict[str, str | None]) -> None:
-        ctx = multiprocessing.get_context("spawn")
         self.start_env = dict(start_env)
-        self.conn, child = ctx.Pipe()
-        # not daemonic: a cell may start processes of its own (DataLoader workers)
-        self.proc = ctx.Process(target=serve, args=(child, self.start_env), name="hashbench-warm-worker")
-        with self._start_lock:
-            self.proc.start()
-        child.close()
+        env = {**os.environ, **{k: v for k, v in start_env.items() if v is not None}}
+        for var in [k for k, v in start_env.items() if v is None]:
+            env.pop(var, None)
+        self.conn, child = multiprocessing.Pipe()
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-m", "hashbench.benchmark.sweep.worker",
+                                          str(child.fileno())], env=env, stdin=subprocess.DEVNULL,
+                                         pass_fds=(child.fileno(),))
+        finally:
+            child.close()
         self.cells = 0
 
     def run(self, args: list[str], log_path: str, env: dict[str, str]) -> int | None:
@@ -236,17 +235,18 @@ class WarmWorker:
             self.conn.send((args, log_path, env))
             return self.conn.recv()
         except (EOFError, OSError):
-            self.proc.join()
+            self.proc.wait()
             return None
 
     def stop(self, timeout: float = 30) -> None:
-        """Ask the worker to end; terminate it after ``timeout`` seconds."""
+        """Ask the worker to end; kill it after ``timeout`` seconds."""
         with contextlib.suppress(OSError):
             self.conn.send(None)
-        self.proc.join(timeout)
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self.conn.close()
 
 
@@ -292,7 +292,7 @@ class WarmPool:
             if status is not None:
                 self.idle.append(worker)
         if status is None:
-            status = worker.proc.exitcode
+            status = worker.proc.returncode
             with open(log_path, "ab") as log:
                 log.write(f"# warm worker pid {worker.proc.pid} died (exit status {status}); "
                           "a new one takes the next cell\n".encode())
@@ -306,3 +306,9 @@ class WarmPool:
             idle, self.idle = self.idle, []
         for worker in idle:
             worker.stop()
+
+
+if __name__ == "__main__":  # a worker (WarmWorker): argv[1] is the file descriptor of its pipe end
+    from multiprocessing.connection import Connection
+
+    serve(Connection(int(sys.argv[1])))
