@@ -6,11 +6,11 @@ A worker keeps what the cells read from the dataset and feature caches between c
 (:mod:`hashbench.datasets.memo`: an unchanged file is read once, a rewritten one again). It is
 started with the environment that must be fixed before torch is imported, its *start
 environment* (``CUDA_VISIBLE_DEVICES`` and the thread-count variables); a cell needing another
-start environment gets another worker. After each cell the worker puts back
-what a cell may change in a process (environment, working directory, warnings filters, logging
-levels and handlers, torch's thread count and global flags) as it was; every run seeds itself
-(``pl.seed_everything`` in :func:`hashbench.benchmark.runner.run_one`), as consecutive runs of one
-``hashbench run --seeds 0,1`` already do. A worker that dies during a cell (killed, a segfault,
+start environment gets another worker. After each cell the worker puts back what a cell may
+change in a process (environment, working directory, warnings filters, logging levels and
+handlers, torch's thread count and global flags) as it was; every run seeds itself
+(``pl.seed_everything`` in :func:`hashbench.benchmark.runner.run_one`), as consecutive runs of
+one ``hashbench run --seeds 0,1`` already do. A worker that dies during a cell (killed, a segfault,
 ``os._exit``) reports that cell with its exit status, as a child process that died would, and is
 replaced by a fresh one for the next cell.
 """
@@ -21,8 +21,8 @@ import importlib
 import logging
 import multiprocessing
 import os
-import sys
 import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -284,19 +284,23 @@ class WarmPool:
         t0 = time.time()
         start_log(log_path, argv)
         worker = self._take(start_env)
-        with open(log_path, "ab") as log:
-            log.write(f"# warm worker pid {worker.proc.pid}, its cell {worker.cells + 1}\n".encode())
-        status = worker.run(args, log_path, env)
-        with self.lock:
-            self.busy -= 1
-            if status is not None:
-                self.idle.append(worker)
+        status = None
+        try:
+            with open(log_path, "ab") as log:
+                log.write(f"# warm worker pid {worker.proc.pid}, its cell {worker.cells + 1}\n".encode())
+            status = worker.run(args, log_path, env)
+        finally:
+            with self.lock:
+                self.busy -= 1
+                if status is not None:
+                    self.idle.append(worker)
+            if status is None:  # died, or the driver failed talking to it: not reused
+                worker.stop()
         if status is None:
             status = worker.proc.returncode
             with open(log_path, "ab") as log:
                 log.write(f"# warm worker pid {worker.proc.pid} died (exit status {status}); "
                           "a new one takes the next cell\n".encode())
-            worker.conn.close()
         os.chmod(log_path, 0o644)
         return cell_result(status, t0)
 
