@@ -186,14 +186,18 @@ def _run_values(run_dir: Path) -> tuple[pd.Series, dict]:
 
 
 def test_warm_sweep_equals_process_sweep_and_starts_cells_faster(tmp_path):
+    # three cells (two trained, one closed-form): one warm worker runs them all (--jobs 1), three
+    # processes run them at once (--jobs 3); one thread per cell in both (the environment's wins)
+    grids = {"grids": [{"methods": ["hashnet"], "seeds": [0, 1]}, {"methods": ["itq"], "seeds": [0]}]}
+    env = {**os.environ, **{var: "1" for var in executors.THREAD_VARIABLES}}
     stores = {}
-    for mode in ("warm", "process"):
-        path, stores[mode] = _sweep(tmp_path, mode)
-        res = subprocess.run([HASHBENCH, "sweep", "run", str(path), "--jobs", "2", "--workers", mode],
-                             capture_output=True, text=True, timeout=300)
+    for mode, jobs in (("warm", "1"), ("process", "3")):
+        path, stores[mode] = _sweep(tmp_path, mode, **grids)
+        res = subprocess.run([HASHBENCH, "sweep", "run", str(path), "--jobs", jobs, "--workers", mode],
+                             capture_output=True, text=True, timeout=300, env=env)
         assert res.returncode == 0, res.stderr[-3000:]
     warm, process = (resume.finished_runs(stores[m]) for m in ("warm", "process"))
-    assert set(warm) == set(process) and len(warm) == 4
+    assert set(warm) == set(process) and len(warm) == 3
     for ident in warm:
         (values_w, codes_w), (values_p, codes_p) = _run_values(warm[ident]), _run_values(process[ident])
         pd.testing.assert_series_equal(values_w, values_p, check_exact=True)
@@ -205,7 +209,7 @@ def test_warm_sweep_equals_process_sweep_and_starts_cells_faster(tmp_path):
             later = mode == "warm" and "its cell 1\n" not in text
             startup.setdefault((mode, later), []).append(startup_seconds(text, rec["run_dir"]))
     print("start-up seconds (mode, a worker's later cell):", startup)
-    assert len(startup[("warm", True)]) == 2  # each of the two workers ran two cells
+    assert len(startup[("warm", True)]) == 2  # the worker's second and third cells
     assert "# warm worker" not in "".join(Path(r["logs"][-1]).read_text()
                                           for r in _manifest(stores["process"], "process")["cells"].values())
     # whole seconds (the log line and the run directory's stamp): ≤ 1 s, from ≥ 3 s per process
