@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from hashbench.datasets import memo
 from hashbench.datasets.base import ArrayData
 from hashbench.datasets.paths import cache_dir
 
@@ -60,18 +61,24 @@ def save(path: pathlib.Path, data: ArrayData) -> None:
         raise
 
 
+def _read_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {name: z[name] for name in z.files}
+
+
 def load(path: pathlib.Path) -> ArrayData | None:
-    """Read a cache entry written by ``save``; None if absent or unreadable."""
+    """Read a cache entry written by ``save``; None if absent or unreadable. Through
+    :func:`hashbench.datasets.memo.read`: a warm sweep worker reads an unchanged entry once."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return ArrayData(
-                x=z["x"],
-                labels=z["labels"],
-                class_names=[str(c) for c in z["class_names"]],
-                kind=str(z["kind"]),
-                official_split=z["official_split"] if "official_split" in z.files else None,
-                source=f"{z['source']} [cached: {path}]",
-            )
+        z = memo.read(path, _read_npz)
+        return ArrayData(
+            x=z["x"],
+            labels=z["labels"],
+            class_names=[str(c) for c in z["class_names"]],
+            kind=str(z["kind"]),
+            official_split=z.get("official_split"),
+            source=f"{z['source']} [cached: {path}]",
+        )
     except (FileNotFoundError, KeyError, ValueError, OSError, zipfile.BadZipFile):
         return None
 

@@ -16,6 +16,9 @@ def add_parser(sub) -> None:
     s.add_argument("sweep_file", type=Path)
     s.add_argument("--executor", choices=["local", "slurm", "ray"], default="local")
     s.add_argument("--jobs", type=int, default=None, help="local: cells at a time (default: 1, or one per GPU)")
+    s.add_argument("--workers", choices=["warm", "process"], default=None,
+                   help="local: warm = long-lived worker processes that import once and keep the data between "
+                        "cells; process = a new process per cell (default: the file's executor.local.workers, warm)")
     s.add_argument("--ray-address", default=None,
                    help="ray: 'auto' or HOST:PORT of a running cluster (default: a local Ray instance)")
     s.add_argument("--out", type=Path, default=None, help="the store of run directories (default: the file's out)")
@@ -36,7 +39,8 @@ def cmd_sweep(args) -> int:
         for cell in sweep.cells:
             print(cell.name + "  " + " ".join(cell.command(sweep.out, sweep.data_root)))
         return 0
-    settings = {"local": {"jobs": args.jobs}, "ray": {"address": args.ray_address}}.get(args.executor, {})
+    settings = {"local": {"jobs": args.jobs, "workers": args.workers},
+                "ray": {"address": args.ray_address}}.get(args.executor, {})
     counts = run_sweep(sweep, args.executor, settings, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(f"sweep {sweep.name}: {counts['done']} of {len(sweep.cells)} cells done; "
           f"runs in {sweep.out}; manifest {sweep.state_dir / 'manifest.json'}")

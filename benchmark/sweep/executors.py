@@ -5,8 +5,9 @@ the engine and returns at once with each task's job id; ``as_completed(submitted
 ``(submitted, result, error)`` as the engine reports each one finished (``result`` is
 :func:`~hashbench.benchmark.sweep.cell.run_cell`'s dict, ``error`` the engine's reason when the
 job ended without one: cancelled, preempted for good, node lost); ``close()`` releases the
-engine. The engines do the scheduling: a thread pool of child processes (``local``), SLURM job
-arrays through submitit (``slurm``, :mod:`.slurm`), Ray tasks (``ray``, :mod:`.ray_tasks`).
+engine. The engines do the scheduling: a thread pool of warm worker processes or child
+processes (``local``, :mod:`.worker`), SLURM job arrays through submitit (``slurm``,
+:mod:`.slurm`), Ray tasks (``ray``, :mod:`.ray_tasks`).
 """
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from hashbench.benchmark.sweep.cell import run_cell
+from hashbench.benchmark.sweep.worker import WarmPool, hashbench_args
 
 #: Each executor's settings in a sweep file's ``executor.<name>`` block, with their defaults.
 SETTINGS: dict[str, dict[str, Any]] = {
-    # jobs: cells at a time (null: one per GPU, 1 without GPUs)
-    "local": {"jobs": None},
+    # jobs: cells at a time (null: one per GPU, 1 without GPUs); workers: warm = long-lived worker
+    # processes that import once and keep the data between cells (.worker), process = a new
+    # `hashbench run` process per cell
+    "local": {"jobs": None, "workers": "warm"},
     # address: null = a local Ray instance started (and stopped) by the sweep; "auto" or HOST:PORT
     "ray": {"address": None, "num_cpus": 1, "num_gpus": 0, "object_store_mb": 256},
     # submitit's SLURM parameters; sbatch: extra `#SBATCH --key=value` options; setup: shell lines
@@ -67,20 +71,31 @@ def cell_threads(jobs: int, cores: int | None = None) -> int:
     return max(1, cores // max(1, jobs))
 
 
+#: The local executor's ``workers`` settings.
+WORKER_MODES = ("warm", "process")
+#: What a warm worker must have in its environment before it imports torch (see :mod:`.worker`).
+START_VARIABLES = ("CUDA_VISIBLE_DEVICES", *THREAD_VARIABLES)
+
+
 class LocalExecutor:
-    """Cells as child processes of this machine, ``jobs`` at a time (a thread pool, each thread
-    waiting on one child). With GPUs each running cell holds ``devices`` of them, given to it
-    through ``CUDA_VISIBLE_DEVICES``. With ``jobs`` > 1 the cores are shared out: each cell's
-    ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/``OPENBLAS_NUM_THREADS`` is :func:`cell_threads`
-    unless the environment (or the task) sets it, so two cells on two cores do not each start
-    two threads per core."""
+    """Cells on this machine, ``jobs`` at a time (a thread pool, each thread waiting on one cell).
+    ``workers="warm"``: a ``hashbench`` cell on one device runs in a long-lived worker process
+    that imported hashbench once and keeps the data between cells (:mod:`.worker`); anything else,
+    and every cell with ``workers="process"``, is a child process of its own. With GPUs each
+    running cell holds ``devices`` of them, given to it through ``CUDA_VISIBLE_DEVICES``. With
+    ``jobs`` > 1 the cores are shared out: each cell's ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/
+    ``OPENBLAS_NUM_THREADS`` is :func:`cell_threads` unless the environment (or the task) sets it,
+    so two cells on two cores do not each start two threads per core."""
 
     name = "local"
 
-    def __init__(self, jobs: int | None = None) -> None:
+    def __init__(self, jobs: int | None = None, workers: str = "warm") -> None:
+        if workers not in WORKER_MODES:
+            raise ValueError(f"executor.local.workers must be one of {', '.join(WORKER_MODES)}, got {workers!r}")
         self.gpus = _gpu_count()
         self.jobs = int(jobs) if jobs else max(1, self.gpus)
         self.pool = cf.ThreadPoolExecutor(max_workers=self.jobs)
+        self.warm = WarmPool(self.jobs) if workers == "warm" else None
         self.free_gpus: queue.Queue[int] = queue.Queue()
         for i in range(self.gpus):
             self.free_gpus.put(i)
@@ -97,7 +112,12 @@ class LocalExecutor:
                         env[var] = threads
             if held:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, held))
-            return run_cell(task.argv, str(task.log), env)
+            # several devices: Lightning's DDP launcher starts the other ranks from the command line
+            args = hashbench_args(task.argv) if self.warm is not None and task.devices == 1 else None
+            if args is None:
+                return run_cell(task.argv, str(task.log), env)
+            start_env = {var: env.get(var, os.environ.get(var)) for var in START_VARIABLES}
+            return self.warm.run(task.argv, args, str(task.log), env, start_env)
         finally:
             for i in held:
                 self.free_gpus.put(i)
@@ -115,6 +135,8 @@ class LocalExecutor:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        if self.warm is not None:
+            self.warm.close()
 
 
 def _gpu_count() -> int:
@@ -127,7 +149,7 @@ def make_executor(name: str, settings: dict[str, Any], state_dir: Path, sweep_na
     """The executor ``name`` built from its settings; ValueError (one line) when its package is
     missing, so nothing is submitted."""
     if name == "local":
-        return LocalExecutor(settings["jobs"])
+        return LocalExecutor(settings["jobs"], settings["workers"])
     if name == "ray":
         try:
             import ray  # noqa: F401

@@ -16,12 +16,12 @@ A sweep file names **axes** (their product is a grid) and **settings**::
       - {methods: [lsh, itq], bits: [8, 16, 32, 64]}
       - {methods: [hashnet], set: [{image_size: 160}]}
     executor:                    # optional: settings of each executor (see executors.py)
-      local: {jobs: 2}
+      local: {jobs: 2, workers: warm}   # workers: warm (long-lived worker processes) | process
       ray: {num_cpus: 1, num_gpus: 0}
       slurm: {partition: gpu, time_min: 120, gpus_per_node: 1, array_parallelism: 8}
 
 A **cell** is one (method, dataset, protocol, bits, seed, split seed, variant, overrides, epochs):
-one ``hashbench run`` in its own process. Every cell is checked before anything is submitted
+one ``hashbench run`` (in its own process, or in a warm worker of the local executor). Every cell is checked before anything is submitted
 (unknown method, dataset, protocol or variant, impossible bits, an unknown key, an empty axis →
 :class:`SweepError`, one line).
 """
