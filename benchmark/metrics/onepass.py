@@ -88,6 +88,7 @@ def _map_variants(b: _Block, k: int | None, variants: Sequence[dict[str, Any]]) 
     sums of each tie policy between the variants that use it."""
     t = b.cut(k)
     sums: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    active = ranking._active_groups(t)
     out = []
     for opts in variants:
         ties, den, empty = opts.get("ties", "expected"), opts.get("denominator", "relevant_retrieved"), opts.get("empty", "zero")
@@ -96,7 +97,7 @@ def _map_variants(b: _Block, k: int | None, variants: Sequence[dict[str, Any]]) 
         if den not in ranking.DENOMINATORS or empty not in ranking.EMPTY_POLICIES:
             raise ValueError(f"unknown mAP variant {opts!r}")
         if ties not in sums:
-            s_groups, retrieved = ranking._group_sums(t, ties)
+            s_groups, retrieved = ranking._group_sums(t, ties, active)
             sums[ties] = (s_groups, s_groups.sum(1), retrieved)
         s_groups, s, retrieved = sums[ties]
         if den == "all_relevant":
