@@ -150,6 +150,39 @@ def one_cell(size: str, code: str, data, seed: int, ref_q: int | None) -> list[d
     return rows
 
 
+def drq_cell(data, seed: int) -> list[dict]:
+    """A DRQ-like cell at CIFAR-10 size: additive 4 × 256 evaluated at the four prefixes 1..4
+    (8/16/24/32 bits) on one EvalInputs, as the runner does; both engines without speed rows, and
+    the one-pass engine with speed rows (reference features = the 512-d features)."""
+    xq, xdb, yq, ydb = data
+    inp, rq, rdb, _ = inputs_for("additive4x256", xq, xdb, yq, ydb, seed)
+    f_wall, f_cpu = faiss_top100(rq, rdb)
+    rows = []
+    for engine, speed in (("onepass", False), ("reference", False), ("onepass", True)):
+        inp.speed_memo.clear()
+        inp.query_features, inp.database_features = (xq, xdb) if speed else (None, None)
+        run = lambda: [evaluate(inp, 8 * m, None, yq.shape[1], seed, prefix=m, speed=speed, engine=engine)  # noqa: E731
+                       for m in (1, 2, 3, 4)]
+        _, wall, cpu = timed(run)
+        rows.append(dict(size="cifar10", queries=len(yq), database=len(ydb), code="additive4x256 prefixes 1-4",
+                         map_at="all", engine=engine, speed_rows=speed, seconds=wall, cpu_seconds=cpu,
+                         faiss_top100_s=f_wall, over_faiss=wall / f_wall, loadavg=os.getloadavg()[0]))
+        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
+    return rows
+
+
+def write(rows: list[dict], out: Path, name: str, seed: int) -> None:
+    df = pd.DataFrame(rows)
+    df["git_revision"] = store.git_revision()
+    df["seed"] = seed
+    df["threads"] = torch.get_num_threads()
+    df["hardware"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}_{store.now_stamp().replace(':', '')}.csv"
+    store.write_csv_atomic(df, path)
+    print(f"wrote {path}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="cifar10")
@@ -157,21 +190,17 @@ def main(argv=None) -> int:
     ap.add_argument("--reference-queries", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("results/evaluation"))
+    ap.add_argument("--drq-cell", action="store_true", help="time the four prefixes of an additive 4x256 cell instead")
     args = ap.parse_args(argv)
+    if args.drq_cell:
+        write(drq_cell(synthetic("cifar10", args.seed), args.seed), args.out, "drq_cell_cifar10", args.seed)
+        return 0
     rows = []
     for size in args.sizes.split(","):
         data = synthetic(size, args.seed)
         for code in args.codes.split(","):
             rows += one_cell(size, code, data, args.seed, args.reference_queries)
-    df = pd.DataFrame(rows)
-    df["git_revision"] = store.git_revision()
-    df["seed"] = args.seed
-    df["threads"] = torch.get_num_threads()
-    df["hardware"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"evaluation_{args.sizes.replace(',', '+')}_{store.now_stamp().replace(':', '')}.csv"
-    store.write_csv_atomic(df, path)
-    print(f"wrote {path}")
+    write(rows, args.out, "evaluation_" + args.sizes.replace(",", "+"), args.seed)
     return 0
 
 

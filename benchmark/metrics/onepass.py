@@ -23,6 +23,9 @@ import numpy as np
 
 from hashbench.benchmark.metrics import ranking
 
+# Row offset of the flattened N_b (exact in float64 for up to 2²¹ rows of up to 2³² items).
+_ROW_OFFSET = float(1 << 32)
+
 
 @dataclass
 class _Cut:
@@ -44,7 +47,6 @@ class _Block:
     def __init__(self, n: np.ndarray, r: np.ndarray):
         if np.any(n < 0) or np.any(r < 0) or np.any(r > n):
             raise ValueError("tie groups need 0 ≤ r ≤ n")
-        self.n_int = n
         self.R = r.sum(1, dtype=np.float64)
         self.n = n.astype(np.float64)
         self.r = r.astype(np.float64)
@@ -52,19 +54,27 @@ class _Block:
         self.Nb = self.cum_n - self.n
         self.Rb = np.cumsum(self.r, 1) - self.r
         self.ratio = None  # r / n, for the expected number retrieved at every cut-off
+        self.scratch = None
+        # N_b of every row, offset by row · 2³², as one sorted vector: one searchsorted per cut-off
+        # counts the groups of each row that start before it (N_b is non-decreasing in a row).
+        self.row_base = np.arange(n.shape[0], dtype=np.float64) * _ROW_OFFSET
+        self.nb_sorted = (self.Nb + self.row_base[:, None]).reshape(-1)
 
     def width(self, k: int | None) -> int:
-        """The number of columns ``ranking._Groups(n, r, k)`` keeps for this block."""
-        g = self.n.shape[1]
-        if k is None or g == 0 or self.n.shape[0] == 0:
+        """The number of columns ``ranking._Groups(n, r, k)`` keeps for this block:
+        max(1, max over rows of #{g < cols : N_b,g < k}), cols = k + 2 when every row reaches
+        rank k (or ends) within its first k + 2 groups, else all."""
+        rows, g = self.n.shape
+        if k is None or g == 0 or rows == 0:
             return g
         cols = g
         if g > k + 2:
             head = self.cum_n[:, k + 1]
             if np.all((head >= k) | (head == self.cum_n[:, -1])):
                 cols = k + 2
-        reach = (self.Nb[:, :cols] < k).sum(1)
-        return max(int(reach.max()), 1)
+        at = np.searchsorted(self.nb_sorted, self.row_base + min(k, _ROW_OFFSET - 1), side="left")
+        reach = at - np.arange(rows) * g
+        return max(int(np.minimum(reach, cols).max()), 1)
 
     def cut(self, k: int | None) -> _Cut:
         """``ranking._Groups(n, r, k)`` as views of this block's arrays."""
@@ -75,12 +85,17 @@ class _Block:
         return _Cut(k, self.R, n, r, nb, self.Rb[:, :w], m, straddled)
 
     def retrieved(self, k: int) -> np.ndarray:
-        """E[#relevant in the top k] under random ties (``ranking._group_sums`` at ``"expected"``)."""
+        """E[#relevant in the top k] under random ties: Σ_g (r_g / n_g) · clip(k − N_b, 0, n_g)
+        over the kept columns (``ranking._group_sums`` at ``"expected"``), in a reused buffer."""
         if self.ratio is None:
             self.ratio = ranking._safe_div(self.r, self.n)
+            self.scratch = np.empty(self.n.size)
         w = self.width(k)
-        m = np.clip(k - self.Nb[:, :w], 0.0, self.n[:, :w])
-        return (self.ratio[:, :w] * m).sum(1)
+        m = self.scratch[: self.n.shape[0] * w].reshape(self.n.shape[0], w)
+        np.subtract(k, self.Nb[:, :w], out=m)
+        np.clip(m, 0.0, self.n[:, :w], out=m)
+        np.multiply(self.ratio[:, :w], m, out=m)
+        return m.sum(1)
 
 
 def _map_variants(b: _Block, k: int | None, variants: Sequence[dict[str, Any]]) -> list[np.ndarray]:
