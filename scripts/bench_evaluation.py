@@ -159,7 +159,7 @@ def drq_cell(data, seed: int) -> list[dict]:
     f_wall, f_cpu = faiss_top100(rq, rdb)
     rows = []
     for engine, speed in (("onepass", False), ("reference", False), ("onepass", True)):
-        inp.speed_memo.clear()
+        inp.memo.clear()
         inp.query_features, inp.database_features = (xq, xdb) if speed else (None, None)
         run = lambda: [evaluate(inp, 8 * m, None, yq.shape[1], seed, prefix=m, speed=speed, engine=engine)  # noqa: E731
                        for m in (1, 2, 3, 4)]

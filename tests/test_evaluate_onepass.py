@@ -205,3 +205,14 @@ def test_time_within_stops_at_the_budget():
     assert len(timing.time_within(lambda: None, budget_s=60.0, max_repeats=4)["all_s"]) == 4
     with pytest.raises(ValueError):
         timing.time_within(lambda: None, budget_s=1.0, max_repeats=0)
+
+
+def test_nmi_is_computed_once_per_run(monkeypatch):
+    inp = code_inputs("float", np.random.default_rng(4), in_db=False)
+    calls = []
+    real = ev.nmi_metrics.nmi_kmeans
+    monkeypatch.setattr(ev.nmi_metrics, "nmi_kmeans", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    values = [ev.nmi_rows(inp, b, 4, seed=0).rows[0][3] for b in (8, 16)]
+    assert len(calls) == 1 and values[0] == values[1]
+    ev.nmi_rows(inp, 8, 4, seed=1)  # another seed is another k-means
+    assert len(calls) == 2
