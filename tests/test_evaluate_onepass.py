@@ -102,6 +102,7 @@ def random_scores(rng, q, nn):
 @pytest.mark.parametrize("multi_label", [False, True])
 def test_dense_tie_groups_equal_score_tie_groups(monkeypatch, multi_label):
     monkeypatch.setattr(dense_groups, "_BLOCK_ELEMS", 100)  # several blocks of different widths
+    monkeypatch.setattr(dense_groups, "_DEVICE_BLOCK_ELEMS", 100)
     rng = np.random.default_rng(int(multi_label))
     for trial in range(40):
         q, nn = int(rng.integers(1, 25)), int(rng.integers(1, 60))

@@ -20,8 +20,9 @@ import torch
 
 from hashbench.benchmark.metrics import ranking
 
-# Queries per sort job: ~2 M keys (16 MB of uint64) per job at CIFAR-10's database size.
+# Keys per sort job: ~2 M (16 MB of uint64) on the CPU, ~32 M (256 MB) per step on a GPU.
 _BLOCK_ELEMS = 1 << 21
+_DEVICE_BLOCK_ELEMS = 1 << 25
 
 
 def float32_rank_keys(scores: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
@@ -114,7 +115,7 @@ def dense_tie_groups(scores, q_labels, db_labels, rank_keys=float32_rank_keys, s
     excl = ranking._self_exclusion(self_exclusion, n_q, n_db)
     if n_q == 0 or n_db == 0:
         return np.zeros((n_q, 1), dtype=np.int64), np.zeros((n_q, 1), dtype=np.int64)
-    step = max(1, _BLOCK_ELEMS // n_db)
+    step = max(1, (_BLOCK_ELEMS if device is None else _DEVICE_BLOCK_ELEMS) // n_db)
 
     def job(s: int) -> tuple[np.ndarray, np.ndarray]:
         e = min(n_q, s + step)
