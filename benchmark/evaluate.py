@@ -105,8 +105,10 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
 
 def _sq_l2_dist(q: np.ndarray, db: np.ndarray) -> np.ndarray:
     """max(0, ‖q − x‖²) for every pair, float64 from the expansion ‖q‖² − 2⟨q, x⟩ + ‖x‖²."""
-    d = (q * q).sum(1)[:, None] - 2.0 * q @ db.T + (db * db).sum(1)[None, :]
-    return np.maximum(d, 0.0)
+    d = 2.0 * q @ db.T  # (2q) @ dbᵀ, then the same subtraction and addition, in place
+    np.subtract((q * q).sum(1)[:, None], d, out=d)
+    d += (db * db).sum(1)[None, :]
+    return np.maximum(d, 0.0, out=d)
 
 
 def _sq_l2_scores(q: np.ndarray, db: np.ndarray) -> np.ndarray:
