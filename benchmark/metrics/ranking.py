@@ -441,33 +441,39 @@ class _Groups:
         self.straddled = None if self.k is None else (self.m > 0) & (self.m < n)
 
 
-def _group_sums(t: _Groups, ties: str):
+def _active_groups(t: _Groups):
+    """The groups that add to S (r > 0 and m > 0): their flat (row-major) indices in a (Q, G)
+    table and their (n, r, m, N_b, R_b)."""
+    act = np.flatnonzero((t.r > 0) & (t.m > 0))
+    pick = lambda a: np.ascontiguousarray(a).reshape(-1).take(act)  # noqa: E731
+    return act, pick(t.n), pick(t.r), pick(t.m), pick(t.Nb), pick(t.Rb)
+
+
+def _group_sums(t: _Groups, ties: str, active=None):
     """Per group, S = Σ over relevant items kept in the top k of (precision at their rank), shape
     (Q, G); per query, the number of relevant items in the top k, shape (Q,); both expectations
-    under the tie policy."""
-    n, r, m, Nb, Rb = t.n, t.r, t.m, t.Nb, t.Rb
-    s = np.zeros(n.shape)
-    act = (r > 0) & (m > 0)  # the only groups that add to S
-    n, r, m, Nb, Rb = n[act], r[act], m[act], Nb[act], Rb[act]
+    under the tie policy. ``active``: :func:`_active_groups` of ``t``, when already computed."""
+    s = np.zeros(t.n.shape)
+    act, n, r, m, Nb, Rb = _active_groups(t) if active is None else active
     if ties == "expected":
         # E[S] = Σ_{t=1..m} (r/n)(R_b + 1 + (t−1)(r−1)/(n−1)) / (N_b + t)
         #      = (r/n)[(R_b + 1 − β(N_b + 1))(H_{N_b+m} − H_{N_b}) + β m],  β = (r−1)/(n−1) (0 if n=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             beta = np.where(n > 1, (r - 1.0) / np.where(n > 1, n - 1.0, 1.0), 0.0)
-        s[act] = (r / n) * ((Rb + 1.0 - beta * (Nb + 1.0)) * _harmonic_diff(Nb + m, Nb) + beta * m)
+        s.reshape(-1)[act] = (r / n) * ((Rb + 1.0 - beta * (Nb + 1.0)) * _harmonic_diff(Nb + m, Nb) + beta * m)
         return s, t.R if t.k is None else (_safe_div(t.r, t.n) * t.m).sum(1)
     if ties in ("optimistic", "index"):
         # relevant at group positions 1..j, j = min(r, m):  Σ_{t≤j} (R_b+t)/(N_b+t)
         #      = j + (R_b − N_b)(H_{N_b+j} − H_{N_b})
         j = np.minimum(r, m)
-        s[act] = j + (Rb - Nb) * _harmonic_diff(Nb + j, Nb)
+        s.reshape(-1)[act] = j + (Rb - Nb) * _harmonic_diff(Nb + j, Nb)
         return s, t.R if t.k is None else np.minimum(t.r, t.m).sum(1)
     if ties == "pessimistic":
         # relevant at group positions n−r+1..n, kept up to m: c = max(0, m − (n − r)) of them,
         # Σ_{t=n−r+1..m} (R_b + t − (n−r))/(N_b + t) = c + (R_b + r − n − N_b)(H_{N_b+m} − H_{N_b+n−r})
         c = np.maximum(m - (n - r), 0.0)
         start = Nb + n - r
-        s[act] = np.where(c > 0, c + (Rb + r - n - Nb) * _harmonic_diff(np.maximum(Nb + m, start), start), 0.0)
+        s.reshape(-1)[act] = np.where(c > 0, c + (Rb + r - n - Nb) * _harmonic_diff(np.maximum(Nb + m, start), start), 0.0)
         return s, t.R if t.k is None else np.maximum(t.m - (t.n - t.r), 0.0).sum(1)
     raise ValueError(f"ties must be one of {TIE_POLICIES}, got {ties!r}")
 

@@ -46,3 +46,17 @@ def _run(fn, repeats, warmup, threads):
         fn()
         all_s.append(time.perf_counter() - t0)
     return {"best_s": min(all_s), "median_s": statistics.median(all_s), "all_s": all_s, "threads": threads}
+
+
+def time_within(fn: Callable[[], Any], budget_s: float, max_repeats: int = 3, warmup: int = 1,
+                threads: int | None = 1) -> dict:
+    """:func:`time_call` with the repeats bounded by time: ``warmup`` untimed calls, one timed
+    call, then more timed calls (up to ``max_repeats`` in all) while the timed calls so far took
+    less than ``budget_s`` seconds. Same result dict as :func:`time_call`."""
+    if max_repeats < 1 or budget_s < 0:
+        raise ValueError("max_repeats must be >= 1 and budget_s >= 0")
+    first = time_call(fn, repeats=1, warmup=warmup, threads=threads)
+    all_s = list(first["all_s"])
+    while len(all_s) < max_repeats and sum(all_s) < budget_s:
+        all_s += time_call(fn, repeats=1, warmup=0, threads=threads)["all_s"]
+    return {"best_s": min(all_s), "median_s": statistics.median(all_s), "all_s": all_s, "threads": threads}
