@@ -28,6 +28,7 @@ import torch
 from hashbench.benchmark.augment import MODES as AUGMENT_MODES
 from hashbench.benchmark.config import HARNESS_KEYS, load_spec, resolve_config, split_config
 from hashbench.benchmark.data import PIPELINES
+from hashbench.methods.backbones import BATCHNORM_POLICIES
 
 
 class ConfigError(ValueError):
@@ -51,7 +52,7 @@ RANGES: dict[str, _Rule] = {
     "classes_per_batch": (">= 2", lambda v: v >= 2), "num_workers": _NON_NEGATIVE, "image_size": _AT_LEAST_1,
     "n_iter": _NON_NEGATIVE, "max_beam_size": _AT_LEAST_1, "levels": _AT_LEAST_1, "sparsity": _AT_LEAST_1,
     "codebook_size": (">= 2", lambda v: v >= 2), "n_steps": _AT_LEAST_1, "feature_dim": _AT_LEAST_1,
-    "embed_dim": _AT_LEAST_1, "schedule_epochs": _AT_LEAST_1,
+    "embed_dim": _AT_LEAST_1, "schedule_epochs": _AT_LEAST_1, "warmup_steps": _NON_NEGATIVE,
     "dropout": _UNIT_OPEN, "momentum": _UNIT, "stage1_fraction": _UNIT_LEFT_OPEN,
     "lr_decay_rate": _UNIT_LEFT_OPEN, "lr_gamma": _UNIT_LEFT_OPEN,
     "tau": _POSITIVE, "mu": _NON_NEGATIVE, "nu": _NON_NEGATIVE, "init_std": _POSITIVE,
@@ -66,7 +67,8 @@ SUFFIX_RANGES: tuple[tuple[str, _Rule], ...] = (
 )
 #: Harness keys with a fixed set of values (``map_at`` also takes an integer ≥ 1).
 CHOICES: dict[str, tuple[Any, ...]] = {"sampler": ("random", "class_balanced"), "map_at": ("protocol", "all"),
-                                       "augment": (False, True, *AUGMENT_MODES), "pipeline": PIPELINES}
+                                       "augment": (False, True, *AUGMENT_MODES), "pipeline": PIPELINES,
+                                       "batchnorm": BATCHNORM_POLICIES}
 
 
 def _init_parameters(cls: type) -> dict[str, inspect.Parameter]:

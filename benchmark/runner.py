@@ -157,6 +157,7 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
         item = lambda idx: torch.from_numpy(features[idx])  # noqa: E731
     else:
         method_backbone = build(backbone_name, image_size)
+        method_backbone.set_batchnorm(str(harness["batchnorm"]))  # before the method copies it (DHT)
         item = data_mod.image_items(loaded.name, data, method_backbone.input_spec, harness, req.seed,
                                     device if req.devices == 1 else "cpu")
     extra: dict[str, Any] = {}
@@ -240,6 +241,7 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
             "request": {k: (str(v) if isinstance(v, Path) else v) for k, v in req.__dict__.items()},
             "resolved": cfg, "backbone": backbone_name, "image_size": image_size,
             "reference_features": f"{ref_name}@{ref_size}" if ref_size else ref_name, "frozen": frozen, "code_type": cls.code_type,
+            "batchnorm": getattr(method_backbone, "batchnorm", None),
             "map_at": map_at, "evaluation_lengths": {int(b): dict(o) for b, o in method.evaluation_lengths().items()},
             "map_variant_default": DEFAULT_MAP, "training": train_info,
             "data_source": data.source, "device": device,

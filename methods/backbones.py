@@ -58,10 +58,31 @@ class InputSpec:
     std: tuple[float, ...]
 
 
+#: BatchNorm policies of a backbone (:meth:`Backbone.set_batchnorm`); ``auto`` resolves to one
+#: of the others by :func:`resolve_batchnorm`.
+BATCHNORM_POLICIES = ("auto", "train", "frozen", "frozen_stats")
+
+
+def batchnorm_layers(module: nn.Module) -> list[nn.Module]:
+    """The BatchNorm layers of ``module`` (every ``_BatchNorm``: 1-d/2-d/3-d and SyncBatchNorm)."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def resolve_batchnorm(policy: str, pretrained: bool) -> str:
+    """The policy a backbone gets: ``auto`` is ``frozen`` for a backbone with pretrained weights
+    loaded and ``train`` for one trained from scratch; any other valid policy is itself."""
+    if policy not in BATCHNORM_POLICIES:
+        raise ValueError(f"batchnorm must be one of {', '.join(BATCHNORM_POLICIES)}; got {policy!r}")
+    if policy == "auto":
+        return "frozen" if pretrained else "train"
+    return policy
+
+
 class Backbone(nn.Module):
     """A named feature extractor: ``forward(x) -> (B, out_dim)`` features.
 
     ``body`` does the work; ``pretrained`` is True only when ImageNet weights were loaded.
+    ``batchnorm`` is the BatchNorm policy (:meth:`set_batchnorm`; ``train`` until set).
     """
 
     def __init__(self, name: str, body: nn.Module, out_dim: int, input_spec: InputSpec,
@@ -72,13 +93,43 @@ class Backbone(nn.Module):
         self.out_dim = int(out_dim)
         self.input_spec = input_spec
         self.pretrained = bool(pretrained)
+        self.batchnorm = "train"
+
+    def set_batchnorm(self, policy: str) -> str:
+        """Apply a BatchNorm policy to the backbone's BatchNorm layers; returns the resolved policy.
+
+        ``train``: BatchNorm as PyTorch does it (batch statistics in training mode, running
+        statistics updated, affine weight and bias trained). ``frozen``: BatchNorm layers stay in
+        eval mode whatever :meth:`train` is called with (the running statistics normalise and are
+        never updated), and their affine parameters get ``requires_grad = False`` (optimisers that
+        take trainable parameters only leave them out). ``frozen_stats``: eval-mode statistics as
+        ``frozen``, affine parameters trainable. ``auto``: :func:`resolve_batchnorm` (``frozen``
+        when pretrained weights were loaded, else ``train``). Under ``train`` and ``frozen_stats``
+        the affine parameters are made trainable again.
+        """
+        resolved = resolve_batchnorm(policy, self.pretrained)
+        self.batchnorm = resolved
+        for layer in batchnorm_layers(self):
+            for p in layer.parameters(recurse=False):
+                p.requires_grad_(resolved != "frozen")
+        self.train(self.training)
+        return resolved
+
+    def train(self, mode: bool = True) -> "Backbone":
+        """``nn.Module.train``, then BatchNorm layers back to eval mode under a ``frozen`` or
+        ``frozen_stats`` policy (Lightning calls ``train()`` at every epoch)."""
+        super().train(mode)
+        if mode and self.batchnorm in ("frozen", "frozen_stats"):
+            for layer in batchnorm_layers(self):
+                layer.train(False)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features (B, out_dim) of a normalised batch."""
         return self.body(x)
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, out_dim={self.out_dim}, pretrained={self.pretrained}"
+        return f"name={self.name!r}, out_dim={self.out_dim}, pretrained={self.pretrained}, batchnorm={self.batchnorm!r}"
 
 
 # --------------------------------------------------------------------------- torchvision

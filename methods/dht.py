@@ -14,7 +14,8 @@ Training, two stages over the harness's epochs E (``stage1_fraction`` f → the 
 
 1. metric pre-training of trunk + Embed: semi-hard triplet on the L2-normalised embedding
    (squared Euclidean, margin ``metric_margin``) or N-pairs with its regulariser; Adam with the
-   FC weight decay. The stage-1 network is then frozen as a copy: it is the faithful re-ranking
+   FC weight decay (``weight_decay`` on the trunk and Embed weights, ``backbone_weight_decay`` on
+   the backbone's, none on biases or BatchNorm: :meth:`DeepHashTable.stage1_param_groups`). The stage-1 network is then frozen as a copy: it is the faithful re-ranking
    representation (``rerank: stage1``).
 2. hash fine-tuning with class-balanced batches: per batch, the class-mean unaries of the hash
    output (L2-normalised rows for triplet, raw for N-pairs) → the exact class codes by min-cost
@@ -22,6 +23,10 @@ Training, two stages over the harness's epochs E (``stage1_fraction`` f → the 
    class's code → the code-masked triplet or N-pairs loss; Adam with Hash at ``lr`` and the trunk
    at ``trunk_lr_mult``·lr. One forward pass per step by default (the unaries and the loss come
    from the same pass); ``two_pass: true`` is the original's second, fresh forward pass.
+
+Learning rates of both stages: ``lr_schedule`` (``original`` stair decay ×``lr_decay_rate`` every
+``lr_decay_steps``, or ``cosine`` / ``step`` over each stage's length) after ``warmup_steps`` of
+linear warm-up, each stage on its own step count (:meth:`DeepHashTable.stage_lr_factor`).
 
 Model selection: stage-2 epochs only, on the validation split (the harness's hash-table P@1 of
 validation items against the training items). The original selected runs on the test set.
@@ -42,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hashbench.methods import metric_losses as ML
+from hashbench.methods import schedules
 from hashbench.methods.backbones import mlp_trunk
 from hashbench.methods.base import SPARSE, HashingMethod, UnsupportedBitsError
 from hashbench.methods.min_cost_flow import solve_class_codes
@@ -114,13 +120,15 @@ class DeepHashTable(HashingMethod):
     def __init__(self, bits: int, n_classes: int, backbone: nn.Module, *, sparsity: int = 1,
                  loss: str = "triplet", embed_dim: int | None = None, hidden_dims: Sequence[int] = (512,),
                  dropout: float = 0.5, lr: float = 1e-3, stage1_lr: float | None = None,
-                 trunk_lr_mult: float = 0.1, weight_decay: float = 5e-4,
+                 trunk_lr_mult: float = 0.1, weight_decay: float = 5e-4, backbone_weight_decay: float = 0.0,
                  lr_decay_rate: float = 0.3, lr_decay_steps: int = 20000,
+                 lr_schedule: str = "original", warmup_steps: int = 0,
                  metric_margin: float = 0.3, hash_margin: float = 1.0,
                  npairs_reg: float = 0.003, hash_npairs_reg: float = 0.003,
                  pairwise_penalty: float | None = None, stage1_fraction: float = 0.5,
                  two_pass: bool = False, rerank: str = "stage1") -> None:
         self.check_bits(bits, sparsity=sparsity)
+        schedules.check_schedule(self.name, lr_schedule, warmup_steps)
         if loss not in LOSSES:
             raise ValueError(f"{self.name}: loss must be one of {LOSSES}, got {loss!r}")
         if rerank not in RERANK:
@@ -299,19 +307,50 @@ class DeepHashTable(HashingMethod):
         self.log("train/stage", float(stage), on_step=True, on_epoch=False)
         return loss.detach()
 
-    def configure_optimizers(self):
+    def stage1_param_groups(self) -> list[dict[str, Any]]:
+        """Stage-1 Adam groups, all at ``stage1_lr`` (or ``lr``): the "FC weight decay"
+        ``weight_decay`` on the weights (> 1-d) of the trunk's fc layers and Embed;
+        ``backbone_weight_decay`` on the backbone's weights (> 1-d: conv/fc kernels); no decay on
+        any 1-d parameter (biases, BatchNorm scales and shifts). Trainable parameters only."""
         hp = self.hparams
-        shared = list(self.backbone.parameters()) + list(self.trunk.parameters())
         lr1 = float(hp.stage1_lr or hp.lr)
-        opt1 = torch.optim.Adam([p for p in shared + list(self.embed_head.parameters())], lr=lr1,
-                                weight_decay=float(hp.weight_decay))
-        groups = [{"params": list(self.hash_head.parameters()), "lr": float(hp.lr)}]
-        if shared:
-            groups.append({"params": shared, "lr": float(hp.lr) * float(hp.trunk_lr_mult)})
-        opt2 = torch.optim.Adam(groups)
-        decay = lambda step: float(hp.lr_decay_rate) ** (step // int(hp.lr_decay_steps))  # noqa: E731
-        return [opt1, opt2], [torch.optim.lr_scheduler.LambdaLR(opt1, decay),
-                              torch.optim.lr_scheduler.LambdaLR(opt2, decay)]
+        parts = (("backbone", [self.backbone], float(hp.backbone_weight_decay)),
+                 ("fc", [self.trunk, self.embed_head], float(hp.weight_decay)))
+        groups = []
+        for part, modules, wd in parts:
+            params = [p for m in modules for p in m.parameters() if p.requires_grad]
+            groups += [{"params": [p for p in params if p.ndim > 1], "lr": lr1, "weight_decay": wd, "name": f"{part}_weight"},
+                       {"params": [p for p in params if p.ndim <= 1], "lr": lr1, "weight_decay": 0.0, "name": f"{part}_bias"}]
+        return [g for g in groups if g["params"]]
+
+    def stage2_param_groups(self) -> list[dict[str, Any]]:
+        """Stage-2 Adam groups, no weight decay (the original's stage-2 loss has none): Hash at
+        ``lr``; backbone and trunk at ``trunk_lr_mult``·lr. Trainable parameters only."""
+        hp = self.hparams
+        shared = [p for m in (self.backbone, self.trunk) for p in m.parameters() if p.requires_grad]
+        groups = [{"params": list(self.hash_head.parameters()), "lr": float(hp.lr), "weight_decay": 0.0, "name": "hash"},
+                  {"params": shared, "lr": float(hp.lr) * float(hp.trunk_lr_mult), "weight_decay": 0.0, "name": "trunk"}]
+        return [g for g in groups if g["params"]]
+
+    def stage_lr_factor(self, stage: int):
+        """The lr multiplier of a stage's optimiser at its own step t (each stage counts its own
+        steps): ``lr_schedule: original`` is ``lr_decay_rate^⌊t / lr_decay_steps⌋``; ``cosine`` /
+        ``step`` decay over the stage's T = steps per epoch × its epochs; each after
+        ``warmup_steps`` of linear warm-up (:func:`methods.schedules.lr_factor`)."""
+        hp = self.hparams
+        decay = lambda t: float(hp.lr_decay_rate) ** (t // int(hp.lr_decay_steps))  # noqa: E731
+        total = None
+        if hp.lr_schedule != "original":
+            n1 = self.n_stage1_epochs()
+            epochs = n1 if stage == 1 else int(self.trainer.max_epochs) - n1
+            total = int(round(schedules.steps_per_epoch(self._trainer) * epochs))
+        return lambda t: schedules.lr_factor(hp.lr_schedule, t, total, int(hp.warmup_steps), decay)
+
+    def configure_optimizers(self):
+        opt1 = torch.optim.Adam(self.stage1_param_groups())
+        opt2 = torch.optim.Adam(self.stage2_param_groups())
+        return [opt1, opt2], [torch.optim.lr_scheduler.LambdaLR(opt1, self.stage_lr_factor(1)),
+                              torch.optim.lr_scheduler.LambdaLR(opt2, self.stage_lr_factor(2))]
 
 
 @register

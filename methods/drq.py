@@ -23,6 +23,9 @@ Training (Lightning manual optimisation), three stages by epoch (§4.4):
 3. + alternating stage A (even batches) / stage B ``τ(E_s + μE_h + νE_j)`` over C and w.
 By default (as the original code) the quantisation losses do not reach the network (the
 quantiser sees ``x.detach()``); ``end_to_end: true`` is the paper's alternative where they do.
+Encoder optimiser: Caffe-style lr multipliers (:meth:`DRQ.encoder_param_groups`), optional
+``weight_decay`` on weights only, lr schedule ``lr_schedule`` / ``warmup_steps``
+(:meth:`DRQ.encoder_lr_factor`; issue 22).
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hashbench.methods import drq_losses as L
+from hashbench.methods import schedules
 from hashbench.methods.backbones import mlp_trunk
 from hashbench.methods.base import ADDITIVE, HashingMethod, UnsupportedBitsError
 from hashbench.methods.registry import register
@@ -143,8 +147,9 @@ class DRQ(HashingMethod):
                  triplet_margin: float = 2.5, semantic_weight: float = 1.0, triplet_weight: float = 1.0,
                  tau: float = 1.0, mu: float = 1.0, nu: float = 0.1,
                  encoder_optimizer: str = "momentum", lr: float = 0.01, momentum: float = 0.9,
-                 lr_multipliers: dict[str, float] | None = None,
+                 lr_multipliers: dict[str, float] | None = None, weight_decay: float = 0.0,
                  codebook_lr: float = 1e-4, lr_decay_rate: float = 0.9, lr_decay_steps: float = 10000,
+                 lr_schedule: str = "original", warmup_steps: int = 0,
                  init_std: float = 0.01, schedule_epochs: int | None = None,
                  stage_fractions: Sequence[float] = (0.5, 0.75), skip_boundary_epochs: bool = False,
                  end_to_end: bool = False, selection: str = "final_stage") -> None:
@@ -152,6 +157,7 @@ class DRQ(HashingMethod):
             raise ValueError(f"drq: selection must be one of {SELECTION}, got {selection!r}")
         if encoder_optimizer not in ENCODER_OPTIMIZERS:
             raise ValueError(f"drq: encoder_optimizer must be one of {ENCODER_OPTIMIZERS}, got {encoder_optimizer!r}")
+        schedules.check_schedule("drq", lr_schedule, warmup_steps)
         m, step_bits = steps_and_bits(bits, codebook_size, n_steps)
         super().__init__(bits, n_classes, backbone, codebook_size=codebook_size, n_steps=n_steps)
         self.n_steps, self.step_bits, self.codebook_size = m, step_bits, int(codebook_size)
@@ -300,7 +306,10 @@ class DRQ(HashingMethod):
 
     def encoder_param_groups(self) -> list[dict[str, Any]]:
         """Encoder parameters grouped with the original's Caffe-style multipliers of the learning
-        rate: pretrained (backbone) weights ×0.5, biases ×1; new head layers weights ×5, biases ×10."""
+        rate: pretrained (backbone) weights ×0.5, biases ×1; new head layers weights ×5, biases ×10.
+        "Weights" are the parameters with more than one dimension (conv and fc kernels); "biases"
+        every 1-d parameter (biases and BatchNorm scales and shifts). ``weight_decay`` applies to
+        the weights only. Trainable parameters only; empty groups are left out."""
         mult = {"backbone_weight": 0.5, "backbone_bias": 1.0, "head_weight": 5.0, "head_bias": 10.0}
         mult.update(self.hparams.lr_multipliers or {})
         groups: dict[str, list[nn.Parameter]] = {k: [] for k in mult}
@@ -310,8 +319,9 @@ class DRQ(HashingMethod):
                 for p in mod.parameters():
                     if p.requires_grad:
                         groups[f"{part}_{'weight' if p.ndim > 1 else 'bias'}"].append(p)
-        lr = self.hparams.lr
-        return [{"params": ps, "lr": lr * mult[k], "name": k} for k, ps in groups.items() if ps]
+        lr, wd = self.hparams.lr, float(self.hparams.weight_decay)
+        return [{"params": ps, "lr": lr * mult[k], "weight_decay": wd if k.endswith("_weight") else 0.0, "name": k}
+                for k, ps in groups.items() if ps]
 
     def configure_optimizers(self):
         """Encoder (momentum SGD, or Adam with ``encoder_optimizer: adam``) and two Adam codebook
@@ -328,6 +338,19 @@ class DRQ(HashingMethod):
         b_params = [self.codebook] + ([self.step_scales] if self.step_scales.numel() else [])
         opt_b = torch.optim.Adam(b_params, lr=hp.codebook_lr)
         decay = exponential_decay(hp.lr_decay_rate, hp.lr_decay_steps)
-        scheds = [{"scheduler": torch.optim.lr_scheduler.LambdaLR(o, decay), "interval": "step", "name": n}
-                  for o, n in ((enc, "encoder"), (opt_a, "codebook_A"), (opt_b, "codebook_B"))]
+        scheds = [{"scheduler": torch.optim.lr_scheduler.LambdaLR(o, f), "interval": "step", "name": n}
+                  for o, f, n in ((enc, self.encoder_lr_factor(), "encoder"), (opt_a, decay, "codebook_A"),
+                                  (opt_b, decay, "codebook_B"))]
         return [enc, opt_a, opt_b], scheds
+
+    def encoder_lr_factor(self):
+        """The encoder's lr multiplier of its own step t: ``lr_schedule: original`` is
+        ``lr_decay_rate^(t / lr_decay_steps)``; ``cosine`` / ``step`` decay over the run's
+        T = steps per epoch × the schedule's epochs; each after ``warmup_steps`` of linear warm-up
+        (:func:`methods.schedules.lr_factor`). The codebook optimisers keep the original decay."""
+        hp = self.hparams
+        decay = exponential_decay(hp.lr_decay_rate, hp.lr_decay_steps)
+        total = None
+        if hp.lr_schedule != "original":
+            total = int(round(schedules.steps_per_epoch(self._trainer) * self.total_epochs()))
+        return lambda t: schedules.lr_factor(hp.lr_schedule, t, total, int(hp.warmup_steps), decay)

@@ -54,6 +54,15 @@ Continuation (:func:`continuation_beta`)
     (``schedule_iterations``), so whatever the dataset size and epoch count, the run maps onto
     the original 10,000 iterations and ends at β = √51. s need not make 200·s an integer.
 
+Fine-tuning schedules (issue 22; ``methods/schedules.py``)
+    ``lr_schedule``: ``original`` (default: the step rule above) | ``cosine`` | ``step`` (decay
+    over the run's real length T = the Trainer's optimiser steps), each after ``warmup_steps``
+    (default 0) of linear warm-up: lr(t) = base·min(1, (t+1)/W)·decay(t). ``beta_clock``:
+    ``scaled`` (default: β on the clock τ = t/s above, so ``schedule_scale: auto`` on a 510-step
+    run puts β at √2 from step 11) | ``original`` (β on the unscaled clock, s = 1: β = 1 up to
+    t = 199, √2 from 200, √3 from 400 — never faster than the original 200-step rule, whatever
+    ``schedule_scale`` does to the lr).
+
 Options (defaults = the paper's Caffe behaviour)
     ``continuous_similarity`` (default true: on in all three shipped Caffe prototxts): in the
     backward pass only, each pair's gradient is multiplied by 4·c_ij with
@@ -81,7 +90,9 @@ Optimisation
     weight decay 5e-4, ``lr = base·0.5^⌊t/2000⌋`` (a step-interval ``LambdaLR``), logged as
     ``lr``. Caffe's lr multipliers: backbone weights ×1, backbone biases ×2 (no decay), fch
     weights ×10, fch bias ×20 (no decay); hparams ``head_lr_mult`` (10), ``bias_lr_mult`` (2),
-    ``bias_decay_mult`` (0); a parameter is a bias when its name ends in ``bias``. Parameters
+    ``bias_decay_mult`` (0); a parameter is a bias when its name ends in ``bias``. The other 1-d
+    parameters (normalisation scales: BatchNorm weights, absent from AlexNet) keep the weights'
+    lr and get no decay (``norm_decay_mult``, 0; issue 22). Parameters
     with ``requires_grad = False`` (a frozen backbone) are left out. ``optimizer: rmsprop``
     (DeepHash-pytorch) uses torch's RMSprop defaults with ``lr`` and ``weight_decay``.
 
@@ -104,6 +115,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hashbench.methods import schedules
 from hashbench.methods.base import BINARY, HashingMethod
 from hashbench.methods.registry import register
 
@@ -114,6 +126,7 @@ _WEIGHTINGS = ("class_num", "none", "batch_balanced")
 _PAIRS = ("two_stream", "in_batch")
 _BETA_SCHEDULES = ("iteration", "epoch")
 _OPTIMIZERS = ("sgd", "rmsprop")
+_BETA_CLOCKS = ("scaled", "original")
 
 
 # --------------------------------------------------------------------------- schedules
@@ -288,8 +301,9 @@ class HashNet(HashingMethod):
     def __init__(self, bits: int, n_classes: int, backbone: nn.Module, *,
                  lr: float = 2e-4, momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False,
                  optimizer: str = "sgd", head_lr_mult: float = 10.0, bias_lr_mult: float = 2.0,
-                 bias_decay_mult: float = 0.0, lr_step: int = 2000, lr_gamma: float = 0.5,
+                 bias_decay_mult: float = 0.0, norm_decay_mult: float = 0.0, lr_step: int = 2000, lr_gamma: float = 0.5,
                  schedule_scale: float | str = 1.0, schedule_iterations: int = ORIGINAL_ITERATIONS,
+                 lr_schedule: str = "original", warmup_steps: int = 0, beta_clock: str = "scaled",
                  alpha: float | None = None, threshold: float | None = 15.0, class_num: float | None = None,
                  weighting: str | bool = "class_num", pairs: str = "two_stream",
                  continuation: bool = True, beta_schedule: str = "iteration", beta_step: int = 200,
@@ -314,6 +328,7 @@ class HashNet(HashingMethod):
         self.head_lr_mult = float(head_lr_mult)
         self.bias_lr_mult = float(bias_lr_mult)
         self.bias_decay_mult = float(bias_decay_mult)
+        self.norm_decay_mult = float(norm_decay_mult)
         self.lr_step = int(lr_step)
         self.lr_gamma = float(lr_gamma)
         if isinstance(schedule_scale, str) and schedule_scale.lower() == "auto":
@@ -323,6 +338,10 @@ class HashNet(HashingMethod):
             if self.schedule_scale <= 0:
                 raise ValueError(f"hashnet: schedule_scale must be > 0 or 'auto'; got {schedule_scale!r}")
         self.schedule_iterations = int(schedule_iterations)
+        self.lr_schedule = schedules.check_schedule("hashnet", str(lr_schedule), int(warmup_steps))
+        self.warmup_steps = int(warmup_steps)
+        self.beta_clock = _choice("beta_clock", beta_clock, _BETA_CLOCKS)
+        self._total_steps: int | None = None
         self._resolved_scale: float | None = None if self.schedule_scale == "auto" else float(self.schedule_scale)
 
         alpha_value = _optional_float(alpha)
@@ -372,17 +391,27 @@ class HashNet(HashingMethod):
             return 1.0
         if self.beta_schedule == "epoch":
             return epoch_beta(epoch, self.beta_epoch_step)
-        return continuation_beta(step, self.resolved_schedule_scale(), self.beta_step, self.beta_gamma,
-                                 self.beta_power)
+        scale = 1.0 if self.beta_clock == "original" else self.resolved_schedule_scale()
+        return continuation_beta(step, scale, self.beta_step, self.beta_gamma, self.beta_power)
 
     @property
     def current_beta(self) -> float:
         """β of the last training step (1 before training); stored in the ``beta`` buffer."""
         return float(self.beta)
 
+    def total_steps(self) -> int:
+        """T, the run's optimiser steps (the Trainer's ``estimated_stepping_batches``)."""
+        if self._total_steps is None:
+            self._total_steps = int(round(schedules.steps_per_epoch(self._trainer) * self._trainer.max_epochs))
+        return self._total_steps
+
     def lr_factor(self, step: int) -> float:
-        """Multiplier of every group's lr at a training iteration: lr_gamma^⌊t/(lr_step·s)⌋."""
-        return step_lr_factor(step, self.resolved_schedule_scale(), self.lr_step, self.lr_gamma)
+        """Multiplier of every group's lr at a training iteration: ``lr_schedule: original`` is
+        lr_gamma^⌊t/(lr_step·s)⌋; ``cosine`` / ``step`` decay over the run's T steps; each after
+        ``warmup_steps`` of linear warm-up (:func:`methods.schedules.lr_factor`)."""
+        original = lambda t: step_lr_factor(t, self.resolved_schedule_scale(), self.lr_step, self.lr_gamma)  # noqa: E731
+        total = None if self.lr_schedule == "original" else self.total_steps()
+        return schedules.lr_factor(self.lr_schedule, step, total, self.warmup_steps, original)
 
     # ----------------------------------------------------------------- interface
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -435,17 +464,21 @@ class HashNet(HashingMethod):
         return loss
 
     def _param_groups(self) -> list[dict[str, Any]]:
-        """Caffe's lr/decay multipliers: weights (1, 1), biases (bias_lr_mult, bias_decay_mult),
-        both ×head_lr_mult on the lr for fch."""
+        """Caffe's lr/decay multipliers, each part's (backbone ×1, fch ×head_lr_mult) lr times:
+        weights (lr ×1, decay ×1); biases, named ``*bias`` (×bias_lr_mult, ×bias_decay_mult);
+        normalisation scales, the other 1-d parameters such as BatchNorm weights (×1,
+        ×norm_decay_mult). Trainable parameters only; empty groups are left out."""
         groups = []
-        for module, lr_mult in ((self.backbone, 1.0), (self.fch, self.head_lr_mult)):
+        for part, module, lr_mult in (("backbone", self.backbone, 1.0), ("head", self.fch, self.head_lr_mult)):
             named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-            weights = [p for n, p in named if not n.endswith("bias")]
-            biases = [p for n, p in named if n.endswith("bias")]
-            bias_rule = (biases, lr_mult * self.bias_lr_mult, self.bias_decay_mult)
-            for params, lm, dm in ((weights, lr_mult, 1.0), bias_rule):
+            kinds = {
+                "weight": ([p for n, p in named if not n.endswith("bias") and p.ndim > 1], 1.0, 1.0),
+                "norm": ([p for n, p in named if not n.endswith("bias") and p.ndim <= 1], 1.0, self.norm_decay_mult),
+                "bias": ([p for n, p in named if n.endswith("bias")], self.bias_lr_mult, self.bias_decay_mult)}
+            for kind, (params, lm, dm) in kinds.items():
                 if params:
-                    groups.append({"params": params, "lr": self.lr * lm, "weight_decay": self.weight_decay * dm})
+                    groups.append({"params": params, "lr": self.lr * lr_mult * lm,
+                                   "weight_decay": self.weight_decay * dm, "name": f"{part}_{kind}"})
         return groups
 
     def configure_optimizers(self) -> dict[str, Any]:

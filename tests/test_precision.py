@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from hashbench.benchmark.config import resolve_config
+from hashbench.benchmark.config import HARNESS_KEYS, resolve_config
 from hashbench.benchmark.train import encode_batches, set_layout
 from hashbench.methods import get_method
 from hashbench.methods.backbones import build_backbone
@@ -57,10 +57,7 @@ def test_flow_unaries_are_float32_under_autocast(name):
 @pytest.mark.parametrize("name, bits", [("hashnet", 32), ("drq", 32), ("dht", 16)])
 def test_codes_for_evaluation_do_not_depend_on_an_active_autocast(name, bits):
     torch.manual_seed(0)
-    cfg = {k: v for k, v in resolve_config(name, "digits").items()
-           if k not in ("epochs", "batch_size", "backbone", "frozen", "pretrained", "image_size", "augment",
-                        "pipeline", "num_workers", "precision", "channels_last", "compile", "sampler",
-                        "classes_per_batch", "images_per_class", "map_at")}
+    cfg = {k: v for k, v in resolve_config(name, "digits").items() if k not in HARNESS_KEYS}
     m = get_method(name)(bits=bits, n_classes=10, backbone=build_backbone("identity", in_dim=64), **cfg)
     x = torch.randn(256, 64)
     loader = [(x[i:i + 64], None) for i in range(0, 256, 64)]
