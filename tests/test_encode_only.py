@@ -64,7 +64,7 @@ def test_finetune_cpu_variants_fine_tune_at_96_px_in_float32(name):
     assert harness["frozen"] is False and harness["pretrained"] is True and harness["backbone"] == "efficientnet-lite0"
     assert harness["image_size"] == 96 and harness["precision"] == "32-true" and harness["channels_last"] is False
     assert harness["augment"] == full["augment"] and harness["sampler"] == full["sampler"]
-    assert 8 <= harness["epochs"] <= 16
+    assert 4 <= harness["epochs"] <= 16 and harness["batchnorm"] == "frozen"
 
 
 def test_throughput_rows_per_stage_with_the_solver_share(digits):
