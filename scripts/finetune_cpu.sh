@@ -5,7 +5,7 @@
 # vs the same method on frozen 96-px features (its cifar10 block, --set image_size=96).
 #   HASHBENCH_DATA=<folder with cifar10-jpg.tar.gz> scripts/finetune_cpu.sh [WHICH...]
 # WHICH (default: all of them, one at a time): hashnet-frozen hashnet-finetune drq-frozen
-# drq-finetune dht-frozen dht-finetune. Runs go to $OUT (results/finetune-cpu/runs); each run's
+# drq-finetune dht-frozen dht-finetune; `table` prints the headline numbers. Runs go to $OUT (results/finetune-cpu/runs); each run's
 # wall time, CPU seconds (user + system of the process tree) and the load average before and
 # after are appended to $OUT/../timings.txt. EXTRA: more `run` arguments (e.g. "--set lr=3e-4").
 # HashNet 32 bits (mAP@all), DRQ one 32-bit training (8/16/24/32 bits, mAP@all), DHT d = 16,
@@ -27,11 +27,35 @@ COMMON=(--dataset cifar10 --protocol query500-train2k-db10k --seeds 0 --device c
 timed() {  # timed LABEL ARGS...: one `hashbench run`, its wall/CPU seconds and load on one line
   local label=$1; shift
   local before; before=$(cut -d' ' -f1-3 /proc/loadavg)
-  /usr/bin/time -f "%e %U %S" -o "$OUT/.time" "$HB" run "${COMMON[@]}" "$@" "${EXTRA_ARGS[@]}"
-  read -r wall user sys <"$OUT/.time"
+  /usr/bin/time -f "%e %U %S" -o "$OUT/.time-$label" "$HB" run "${COMMON[@]}" "$@" "${EXTRA_ARGS[@]}"
+  read -r wall user sys <"$OUT/.time-$label"
   echo "$(date -u +%FT%TZ) $label wall_s=$wall cpu_s=$(echo "$user + $sys" | bc) load_before=[$before]" \
        "load_after=[$(cut -d' ' -f1-3 /proc/loadavg)] args: $*" | tee -a "$TIMINGS"
-  rm -f "$OUT/.time"
+  rm -f "$OUT/.time-$label"
+}
+
+table() {  # the headline numbers of every run under $OUT: mAP@all (default variant: ties by
+  # expectation) per evaluated length of binary/additive runs, hash-table P@16 and SUF@16 of
+  # sparse ones, the best validation score and the training seconds
+  "$(dirname "$HB")/python" - "$OUT" <<'EOF'
+import sys, pathlib, pandas as pd, yaml
+rows = []
+for run in sorted(pathlib.Path(sys.argv[1]).glob("*/metrics.csv")):
+    m = pd.read_csv(run, keep_default_na=False)
+    cfg = yaml.safe_load((run.parent / "config.yaml").read_text())
+    key = dict(run=run.parent.name[:18], method=m.method[0], backbone=m.backbone[0],
+               best_val=round(float(cfg["training"]["best_score"] or float("nan")), 3),
+               train_s=round(float(m.value[m.metric == "train_seconds"].iloc[0])))
+    ranked = m[(m.metric == "map@all") & m.variant.str.contains("ties=expected")
+               & m.variant.str.contains("denominator=relevant_retrieved,empty=zero")]
+    for bits, v in zip(ranked.bits, ranked.value):
+        rows.append({**key, "bits": bits, "metric": "mAP@all", "value": round(float(v), 3)})
+    table = m[m.variant.str.contains("search=hash_table") & (m.metric == "precision@16")]
+    suf = m[(m.metric == "suf@16") & m.variant.str.contains("rerank=")]
+    for (bits, v), s in zip(zip(table.bits, table.value), suf.value):
+        rows.append({**key, "bits": bits, "metric": "P@16 (SUF@16)", "value": f"{float(v):.3f} ({float(s):.2f})"})
+print(pd.DataFrame(rows).to_markdown(index=False))
+EOF
 }
 
 step() {
@@ -42,6 +66,7 @@ step() {
     drq-finetune)     timed "$1" --method drq --bits 32 --variant finetune-cpu ;;
     dht-frozen)       timed "$1" --method dht --bits 16 --set sparsity=1 --set image_size=96 ;;
     dht-finetune)     timed "$1" --method dht --bits 16 --variant finetune-cpu --set sparsity=1 ;;
+    table)            table ;;
     *) echo "unknown step $1" >&2; exit 2 ;;
   esac
 }
