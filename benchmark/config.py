@@ -23,7 +23,8 @@ HARNESS_KEYS: dict[str, Any] = {
     "backbone": None,       # None: the dataset's default feature backbone (see benchmark.data)
     "frozen": True,         # frozen-feature mode: backbone features computed once, cached, head trained
     "pretrained": True,
-    "batchnorm": "auto",    # fine-tuned backbone's BatchNorm: auto | train | frozen | frozen_stats (Backbone.set_batchnorm)
+    "batchnorm": "auto",    # fine-tuned backbone's BatchNorm: auto | train | frozen | frozen_stats | recompute (Backbone.set_batchnorm)
+    "head_warmup_epochs": 0,  # fine-tuning: backbone held (new layers on its frozen features) for the first epochs
     "image_size": None,     # None: the backbone's own input size
     "augment": False,       # false | true (= crop) | crop | resized_crop (benchmark.augment)
     "pipeline": "batched",  # batched (device-side, whole batches) | per_item (DataLoader items; benchmark.data)

@@ -53,6 +53,7 @@ RANGES: dict[str, _Rule] = {
     "n_iter": _NON_NEGATIVE, "max_beam_size": _AT_LEAST_1, "levels": _AT_LEAST_1, "sparsity": _AT_LEAST_1,
     "codebook_size": (">= 2", lambda v: v >= 2), "n_steps": _AT_LEAST_1, "feature_dim": _AT_LEAST_1,
     "embed_dim": _AT_LEAST_1, "schedule_epochs": _AT_LEAST_1, "warmup_steps": _NON_NEGATIVE,
+    "head_warmup_epochs": _NON_NEGATIVE,
     "dropout": _UNIT_OPEN, "momentum": _UNIT, "stage1_fraction": _UNIT_LEFT_OPEN,
     "lr_decay_rate": _UNIT_LEFT_OPEN, "lr_gamma": _UNIT_LEFT_OPEN,
     "tau": _POSITIVE, "mu": _NON_NEGATIVE, "nu": _NON_NEGATIVE, "init_std": _POSITIVE,

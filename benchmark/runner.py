@@ -195,6 +195,7 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
             score_fn = _validation_score_fn(method, eval_loader(split.val), eval_loader(split.train),
                                             data.labels[split.val], data.labels[split.train], device) \
                 if len(split.val) and cls.model_selection else None
+            recompute_bn = not frozen and getattr(method_backbone, "batchnorm", None) == "recompute"
             threads = torch.get_num_threads()
             if frozen or backbone_name in ("flatten", "identity"):
                 # A small head on vectors: one intra-op thread is as fast on an idle machine and
@@ -204,7 +205,9 @@ def _run(req: RunRequest, loaded: LoadedData, identity: str | None) -> tuple[Pat
                 set_layout(method, bool(harness["channels_last"]), bool(harness["compile"]))
                 train_info = fit(method, loader, writer.path, int(harness["epochs"]), req.device, req.devices,
                                  score_fn, progress=req.progress, loggers=trackers, resume_from=resume_from,
-                                 save_last=identity is not None, precision=str(harness["precision"]))
+                                 save_last=identity is not None, precision=str(harness["precision"]),
+                                 head_warmup_epochs=0 if frozen else int(harness["head_warmup_epochs"]),
+                                 batchnorm_loader=eval_loader(split.train) if recompute_bn else None)
             finally:
                 torch.set_num_threads(threads)
             if train_info["global_rank"] != 0:  # DDP worker: rank 0 evaluates and writes the run

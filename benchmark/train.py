@@ -14,6 +14,8 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
+from hashbench.methods.backbones import recompute_batchnorm
+
 VAL_METRIC = "val/map"
 #: The logged validation score of an epoch the method excludes from selection (below any score).
 NOT_SELECTABLE = -1.0
@@ -34,6 +36,36 @@ class NonFiniteLossGuard(Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None and torch.is_tensor(loss) and not torch.isfinite(loss).all():
             raise NonFiniteLossError(f"non-finite loss {loss.item()} at step {trainer.global_step}")
+
+
+class HeadWarmStart(Callback):
+    """Harness key ``head_warmup_epochs`` = N: during the first N epochs the method's backbone is
+    held (:meth:`Backbone.hold <hashbench.methods.backbones.Backbone.hold>`: its parameters out of
+    training, eval mode), so the new layers train on the pretrained backbone's features; from
+    epoch N on the backbone trains as configured. Re-applied at every epoch start (also after a
+    resume); released at the end of training."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = int(epochs)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        pl_module.backbone.hold(trainer.current_epoch < self.epochs)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        pl_module.backbone.hold(False)
+
+
+class RecomputeBatchNorm(Callback):
+    """``batchnorm: recompute``: at every epoch's end, before validation and checkpointing, the
+    method's backbone re-estimates its BatchNorm running statistics on ``loader`` (the training
+    items, unaugmented, in order: :func:`~hashbench.methods.backbones.recompute_batchnorm`), so the
+    validated, selected and encoded model normalises with statistics of its final weights."""
+
+    def __init__(self, loader) -> None:
+        self.loader = loader
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        recompute_batchnorm(pl_module.backbone, self.loader, pl_module.device)
 
 
 class ValidationRetrieval(Callback):
@@ -200,7 +232,8 @@ def set_layout(method: torch.nn.Module, channels_last: bool = False, compile: bo
 def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, device: str, devices: int,
         score_fn: Callable[[pl.LightningModule], float] | None, val_every: int = 1,
         progress: bool = True, loggers: list | None = None, resume_from: Path | None = None,
-        save_last: bool = False, precision: str = "32-true") -> dict[str, Any]:
+        save_last: bool = False, precision: str = "32-true", head_warmup_epochs: int = 0,
+        batchnorm_loader=None) -> dict[str, Any]:
     """Train ``method`` for ``epochs`` epochs; keep the checkpoint with the best validation mAP
     and load it back. Returns ``{"best_score", "best_checkpoint", "accelerator", "global_step",
     "global_rank", "world_size", "epochs", "throughput", "resumed_from_epoch"}`` (per-epoch timing from
@@ -211,10 +244,17 @@ def fit(method: pl.LightningModule, train_loader, run_path: Path, epochs: int, d
     (NCCL) or on CPU processes (gloo). ``save_last`` writes ``checkpoints/last.ckpt`` after every
     epoch (with the random state, :class:`RngState`); ``resume_from`` continues from such a
     checkpoint. ``precision``: Lightning's (``32-true``; ``bf16-mixed`` autocasts the training
-    steps, the weights stay float32)."""
+    steps, the weights stay float32). ``head_warmup_epochs``: :class:`HeadWarmStart` (one device only).
+    ``batchnorm_loader``: :class:`RecomputeBatchNorm` on it (``batchnorm: recompute``)."""
     accelerator = accelerator_for(device)
     timer = EpochTimer()
     callbacks: list[Callback] = [NonFiniteLossGuard(), timer, RngState(train_loader)]
+    if head_warmup_epochs > 0:
+        if devices > 1:
+            raise ValueError("head_warmup_epochs needs one device (DDP cannot change the trained parameters mid-run)")
+        callbacks.append(HeadWarmStart(head_warmup_epochs))
+    if batchnorm_loader is not None:  # before validation and checkpointing
+        callbacks.append(RecomputeBatchNorm(batchnorm_loader))
     ckpt = last = None
     if score_fn is not None:
         callbacks.append(ValidationRetrieval(score_fn, val_every))

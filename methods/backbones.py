@@ -60,7 +60,7 @@ class InputSpec:
 
 #: BatchNorm policies of a backbone (:meth:`Backbone.set_batchnorm`); ``auto`` resolves to one
 #: of the others by :func:`resolve_batchnorm`.
-BATCHNORM_POLICIES = ("auto", "train", "frozen", "frozen_stats")
+BATCHNORM_POLICIES = ("auto", "train", "frozen", "frozen_stats", "recompute")
 
 
 def batchnorm_layers(module: nn.Module) -> list[nn.Module]:
@@ -94,6 +94,7 @@ class Backbone(nn.Module):
         self.input_spec = input_spec
         self.pretrained = bool(pretrained)
         self.batchnorm = "train"
+        self.held: list[str] = []  # names of the parameters hold() took out of training
 
     def set_batchnorm(self, policy: str) -> str:
         """Apply a BatchNorm policy to the backbone's BatchNorm layers; returns the resolved policy.
@@ -104,8 +105,10 @@ class Backbone(nn.Module):
         never updated), and their affine parameters get ``requires_grad = False`` (optimisers that
         take trainable parameters only leave them out). ``frozen_stats``: eval-mode statistics as
         ``frozen``, affine parameters trainable. ``auto``: :func:`resolve_batchnorm` (``frozen``
-        when pretrained weights were loaded, else ``train``). Under ``train`` and ``frozen_stats``
-        the affine parameters are made trainable again.
+        when pretrained weights were loaded, else ``train``). ``recompute``: trains as ``train``;
+        the harness re-estimates the running statistics on the training items before every
+        validation and before encoding (:func:`recompute_batchnorm`). Under every policy but
+        ``frozen`` the affine parameters are made trainable again.
         """
         resolved = resolve_batchnorm(policy, self.pretrained)
         self.batchnorm = resolved
@@ -115,10 +118,33 @@ class Backbone(nn.Module):
         self.train(self.training)
         return resolved
 
+    def hold(self, held: bool) -> None:
+        """Hold the backbone fixed (the harness's head warm start) or release it. ``True``: every
+        trainable parameter gets ``requires_grad = False`` (optimisers skip parameters without a
+        gradient) and the backbone stays in eval mode whatever :meth:`train` is called with, so the
+        layers on top train on its frozen features. ``False``: those parameters train again and
+        :meth:`train` behaves as before (with the BatchNorm policy). Idempotent."""
+        if held and not self.held:
+            self.held = [n for n, p in self.named_parameters() if p.requires_grad]
+            for p in self.parameters():
+                p.requires_grad_(False)
+        elif not held and self.held:
+            params = dict(self.named_parameters())
+            for name in self.held:
+                params[name].requires_grad_(True)
+            self.held = []
+        self.train(self.training)
+
     def train(self, mode: bool = True) -> "Backbone":
         """``nn.Module.train``, then BatchNorm layers back to eval mode under a ``frozen`` or
-        ``frozen_stats`` policy (Lightning calls ``train()`` at every epoch)."""
+        ``frozen_stats`` policy (the harness and Lightning call ``train()`` on the whole method);
+        the whole backbone in eval mode while :meth:`hold` holds it (``training`` still records
+        the mode asked for)."""
         super().train(mode)
+        if mode and self.held:
+            for m in self.modules():
+                if m is not self:
+                    m.training = False
         if mode and self.batchnorm in ("frozen", "frozen_stats"):
             for layer in batchnorm_layers(self):
                 layer.train(False)
@@ -432,6 +458,39 @@ def build_backbone(name: str, *, pretrained: bool = True, in_channels: int = 3,
     except KeyError:
         raise ValueError(f"unknown backbone {name!r}; valid: {', '.join(available_backbones())}") from None
     return builder(pretrained, in_channels, image_size, in_dim)
+
+
+def recompute_batchnorm(backbone: nn.Module, batches, device: str | torch.device = "cpu") -> int:
+    """Re-estimate the running statistics of every BatchNorm layer of ``backbone`` on ``batches``
+    (an iterable of prepared input batches, or of (x, y) pairs): each layer's statistics are reset
+    and accumulated with ``momentum = None`` (PyTorch's cumulative average: the running mean is
+    the mean of the batch means, the running variance the mean of the unbiased batch variances),
+    BatchNorm layers in training mode and every other module in eval mode (no dropout or
+    stochastic depth), without gradients. Modes and momenta are restored. Returns the number of
+    items seen (0: nothing changed, e.g. no BatchNorm layer)."""
+    layers = batchnorm_layers(backbone)
+    if not layers:
+        return 0
+    modes = {m: m.training for m in backbone.modules()}
+    momenta = [layer.momentum for layer in layers]
+    seen = 0
+    try:
+        backbone.eval()
+        for layer in layers:
+            layer.reset_running_stats()
+            layer.momentum = None
+            layer.train()
+        with torch.no_grad():
+            for batch in batches:
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                backbone(x.to(device))
+                seen += len(x)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+        for m, mode in modes.items():
+            m.training = mode
+    return seen
 
 
 # --------------------------------------------------------------------------- frozen features

@@ -17,6 +17,7 @@ from hashbench.methods.backbones import (
     build_backbone,
     extract_features,
     prepare_images,
+    recompute_batchnorm,
     resolve_batchnorm,
 )
 
@@ -133,19 +134,18 @@ def test_frozen_batchnorm_parameters_are_in_no_optimizer_group(name, kwargs):
     assert {id(p) for n, p in bb.named_parameters() if p.requires_grad} <= in_opt
 
 
-@pytest.mark.parametrize("override, recorded", [(None, "train"), ("frozen", "frozen")])
-def test_harness_key_reaches_the_fine_tuned_backbone(override, recorded, runs_dir):
+def test_harness_key_reaches_the_fine_tuned_backbone(runs_dir):
+    """A from-scratch small-cnn would get ``train`` from ``auto``; the key makes it ``frozen``."""
     import yaml
 
     from hashbench.benchmark.runner import RunRequest, run_one
 
-    overrides = {"backbone": "small-cnn", "pretrained": False, "frozen": False, "image_size": 8}
-    if override:
-        overrides["batchnorm"] = override
+    overrides = {"backbone": "small-cnn", "pretrained": False, "frozen": False, "image_size": 8,
+                 "batchnorm": "frozen"}
     req = RunRequest(method="hashnet", dataset="digits", bits=16, epochs=1, out_dir=runs_dir, device="cpu",
                      speed=False, overrides=overrides)
     path, _ = run_one(req)
-    assert yaml.safe_load((path / "config.yaml").read_text())["batchnorm"] == recorded
+    assert yaml.safe_load((path / "config.yaml").read_text())["batchnorm"] == "frozen"
 
 
 def test_bn_check_leave_one_out_map_by_hand(load_script):
@@ -155,3 +155,107 @@ def test_bn_check_leave_one_out_map_by_hand(load_script):
     f = np.array([[1, 0], [0, 1], [0.9, 0.1], [0.1, 0.9]], dtype=np.float32)
     y = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=np.uint8)
     assert bn_check.leave_one_out(f, y)["map_loo"] == pytest.approx(5 / 12)
+
+
+def test_hold_freezes_and_releases_only_what_was_trainable():
+    bb = build_backbone("small-cnn", pretrained=False, in_channels=3)
+    bb.set_batchnorm("frozen")
+    trainable = {n for n, p in bb.named_parameters() if p.requires_grad}
+    bb.hold(True)
+    bb.train()
+    assert not any(p.requires_grad for p in bb.parameters())
+    assert not any(m.training for m in bb.modules() if m is not bb)
+    bb.hold(False)
+    assert {n for n, p in bb.named_parameters() if p.requires_grad} == trainable
+    assert bb.training and all(m.training for m in bb.modules() if m is not bb and m not in batchnorm_layers(bb))
+    assert not any(m.training for m in batchnorm_layers(bb))
+
+
+class _Modes(pl.Callback):
+    """Per epoch: whether the backbone's conv is in training mode at the first batch."""
+
+    def __init__(self):
+        self.conv_training = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0:
+            self.conv_training.append(pl_module.backbone.body.features[0].training)
+
+
+def test_head_warm_start_holds_the_backbone_for_the_first_epochs():
+    from hashbench.benchmark.train import HeadWarmStart
+
+    bb = build_backbone("small-cnn", pretrained=False, in_channels=3, image_size=8)
+    torch.manual_seed(0)
+    method = get_method("hashnet")(bits=8, n_classes=4, backbone=bb, lr=0.05, class_num=1.0)
+    x = torch.randn(32, 3, 8, 8)
+    y = torch.nn.functional.one_hot(torch.arange(32) % 4, 4).float()
+    snaps, modes = [(bb.body.features[0].weight.detach().clone(), method.fch.weight.detach().clone())], _Modes()
+
+    class Snap(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            snaps.append((bb.body.features[0].weight.detach().clone(), method.fch.weight.detach().clone()))
+
+    trainer = pl.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[HeadWarmStart(2), Snap(), modes])
+    trainer.fit(method, DataLoader(TensorDataset(x, y), batch_size=8))
+    assert [not torch.equal(snaps[e][0], snaps[e + 1][0]) for e in range(4)] == [False, False, True, True]
+    assert all(not torch.equal(snaps[e][1], snaps[e + 1][1]) for e in range(4))   # the head always trains
+    assert modes.conv_training == [False, False, True, True]
+    assert all(p.requires_grad for p in bb.parameters() if p.ndim > 1)            # released at the end
+
+
+def test_head_warmup_epochs_key_reaches_the_trainer(runs_dir, monkeypatch):
+    from hashbench.benchmark import train as T
+    from hashbench.benchmark.runner import RunRequest, run_one
+
+    made = []
+
+    class Recording(T.HeadWarmStart):
+        def __init__(self, epochs):
+            super().__init__(epochs)
+            made.append(epochs)
+
+    monkeypatch.setattr(T, "HeadWarmStart", Recording)
+    overrides = {"backbone": "small-cnn", "pretrained": False, "frozen": False, "image_size": 8,
+                 "head_warmup_epochs": 1}
+    run_one(RunRequest(method="hashnet", dataset="digits", bits=16, epochs=1, out_dir=runs_dir, device="cpu",
+                       speed=False, overrides=overrides))
+    assert made == [1]
+
+
+def test_recompute_sets_running_mean_to_the_mean_of_the_layer_inputs():
+    torch.manual_seed(0)
+    bb = build_backbone("small-cnn", pretrained=False, in_channels=3, image_size=8)
+    assert bb.set_batchnorm("recompute") == "recompute"
+    bb.train()
+    bn0 = batchnorm_layers(bb)[0]
+    assert bn0.training                                   # trains as `train`
+    batches = [torch.randn(6, 3, 8, 8) * 2 + 1 for _ in range(3)]
+    with torch.no_grad():
+        conv_out = torch.cat([bb.body.features[0](x) for x in batches])       # the first BatchNorm's input
+    momentum = bn0.momentum
+    assert recompute_batchnorm(bb, [(x, None) for x in batches]) == 18
+    torch.testing.assert_close(bn0.running_mean, conv_out.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
+    per_batch_var = torch.stack([c.var(dim=(0, 2, 3), unbiased=True) for c in conv_out.split(6)])
+    torch.testing.assert_close(bn0.running_var, per_batch_var.mean(0), rtol=1e-5, atol=1e-6)
+    assert bn0.momentum == momentum and bn0.training and bb.training         # modes and momentum restored
+    assert recompute_batchnorm(get_method("hashnet")(bits=8, n_classes=2, backbone=build_backbone(
+        "identity", in_dim=4)).backbone, [torch.randn(2, 4)]) == 0
+
+
+def test_recompute_key_reaches_the_trainer_before_validation(runs_dir, monkeypatch):
+    from hashbench.benchmark import train as T
+    from hashbench.benchmark.runner import RunRequest, run_one
+
+    calls = []
+    monkeypatch.setattr(T, "recompute_batchnorm", lambda bb, loader, device: calls.append(len(loader.dataset)))
+    validate = T.ValidationRetrieval.on_train_epoch_end
+    monkeypatch.setattr(T.ValidationRetrieval, "on_train_epoch_end",
+                        lambda self, trainer, module: (calls.append("validation"), validate(self, trainer, module)))
+    overrides = {"backbone": "small-cnn", "pretrained": False, "frozen": False, "image_size": 8,
+                 "batchnorm": "recompute"}
+    run_one(RunRequest(method="hashnet", dataset="digits", bits=16, epochs=1, out_dir=runs_dir, device="cpu",
+                       speed=False, overrides=overrides))
+    assert len(calls) == 2 and calls[0] > 100 and calls[1] == "validation"   # over the training items, first
