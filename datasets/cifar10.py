@@ -143,7 +143,8 @@ _WHOLE = "val = 10% of the training pool per class, removed from train"
 
 
 def subset_protocol(name: str, query_per_class: int, train_per_class: int, database_per_class: int) -> Protocol:
-    """A small sampled protocol (the CPU regression suite's): per class, ``query_per_class``
+    """A small sampled protocol (the CPU regression suite's and the CPU fine-tune protocol's,
+    results/finetune-cpu): per class, ``query_per_class``
     queries from all items, then ``train_per_class`` training-pool items and
     ``database_per_class`` database items from the rest, the three disjoint; val = 10% of the
     pool per class, removed from train (never in the database)."""
@@ -159,9 +160,9 @@ def subset_protocol(name: str, query_per_class: int, train_per_class: int, datab
         train, val = carve_val(data, pool, rng)
         return Split(query=query, train=train, val=val, database=database, protocol=name, seed=seed)
 
-    description = (f"small subset for the CPU regression suite: {query_per_class} queries, {train_per_class} "
-                   f"training-pool and {database_per_class} database images per class, disjoint, drawn from all "
-                   f"60k; val = 10% of the pool per class, removed from train")
+    description = (f"small subset for the CPU regression suite and the CPU fine-tune protocol: "
+                   f"{query_per_class} queries, {train_per_class} training-pool and {database_per_class} database "
+                   f"images per class, disjoint, drawn from all 60k; val = 10% of the pool per class, removed from train")
     return Protocol(name, description, None, make_split)
 
 SPEC = DatasetSpec(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Back here, after scripts/gpu_finetune.sh ran on a GPU machine: unpack the run-*.tar.gz the
+# Back here, after scripts/gpu_finetune.sh ran on a GPU machine: unpack the run(s)-*.tar.gz the
 # device call brought back into results/gpu/finetune/, evaluate every run that came back as codes
 # only (`hashbench evaluate`: the metrics are computed on this machine's CPU), and print the
 # per-stage training throughput the runs recorded.
@@ -11,8 +11,9 @@ HB=${HASHBENCH:-.venv/bin/hashbench}
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p "$DEST"
 for src in "$@"; do
-  for t in "$src"/run-*.tar.gz; do [ -e "$t" ] && tar -C "$DEST" --no-same-permissions -xzf "$t"; done
-  for f in "$src"/log-part*.txt "$src"/env-part*.txt "$src"/throughput-part*.csv; do [ -e "$f" ] && cp "$f" "$DEST/"; done
+  # run-<method>.tar.gz: one run each (the script's parts 1/2); runs-<step>.tar.gz: a step's runs
+  for t in "$src"/run-*.tar.gz "$src"/runs-*.tar.gz; do [ -e "$t" ] && tar -C "$DEST" --no-same-permissions -xzf "$t"; done
+  for f in "$src"/log-*.txt "$src"/env-*.txt "$src"/throughput-*.csv; do [ -e "$f" ] && cp "$f" "$DEST/"; done
 done
 chmod -R u=rwX,go=rX "$DEST"   # run folders 0755, files 0644 (tar keeps the machine's modes)
 for run in "$DEST"/*/; do

@@ -1,38 +1,47 @@
 #!/usr/bin/env bash
-# GPU check (not CI), prepared to run unchanged on a lent H200 (or any CUDA machine with torch,
-# torchvision and pytorch-lightning): training throughput at 224 px in bf16, and the fine-tuned
-# CIFAR-10 query1k-train5k-db54k runs (seed 0, --variant finetune), trained and encoded there
-# with --encode-only. Everything it writes for the trip back goes to $OUT (results/gpu/out when
-# unset): per part a log, the environment, the throughput CSV and one run-<method>.tar.gz per run
-# (at most 5 files; the device tool brings back 8 files of 16 MiB each).
+# GPU benchmark (not CI), prepared to run unchanged on a lent H100 or H200 (or any CUDA machine
+# with torch, torchvision and pytorch-lightning): the fine-tuned CIFAR-10 query1k-train5k-db54k
+# runs of issue 22 (seed 0, --variant finetune), trained AND evaluated on that machine, in steps
+# that each fit one device call of at most 9 minutes:
+#   hashnet  HashNet at HASHNET_BITS (default "32 64 16 48", in that order), mAP@all
+#   drq      DRQ, one 32-bit training evaluated at 8/16/24/32 bits, mAP@all
+#   dht      DHT then the cascade, d = 16, s = 1 (P@k and SUF of the hash table)
+# and, optional: tests (the device-side pipeline's GPU tests), throughput (bare backbone,
+# HashNet, DRQ at 224 px), throughput-dht (bare, DHT, cascade), sweep (the 4-cell digits sweep).
+# A step starts a run only while its elapsed time plus the previous run's wall time stays under
+# BUDGET_S (default 500 s); a run that would not fit is skipped with a line saying so, and the
+# runs already finished under the step's store are skipped on a later call (--resume).
 #
 # What it expects in the checkout (git-ignored; scripts/gpu_carry.sh fills it here):
 #   .gpu-carry/part1/cifar10-jpg.tar.gz, .gpu-carry/part1/wheels/*.whl  (EfficientNet-Lite0, faiss)
 #   .gpu-carry/part2/wheels/*.whl                                       (ortools and its pins)
-# Each part fits one device call (64 MiB with the checkout); part 2 reuses what part 1 left on
-# the machine (.gpu-carry/site, .gpu-carry/cache and the tarball), so run them back to back:
-#   run(command="bash scripts/gpu_finetune.sh 1", carry=[".gpu-carry/part1"], timeout_s=600)
-#   run(command="bash scripts/gpu_finetune.sh 2", carry=[".gpu-carry/part2"], timeout_s=600)
-# PART: 1 = bare backbone, HashNet and DRQ (throughput + fine-tuned runs); 2 = DHT and the cascade
-# (they need the flow solver); all = both (one machine holding every wheel and the data).
-# Environment: HASHNET_EPOCHS (30), DRQ_EPOCHS (20), DHT_EPOCHS (20), STEPS (50 timed batches per
-# stage), BATCH (250 = 10 classes x 25 for the class-balanced samplers), PYTHON (python3); for a
-# smoke test elsewhere: DEVICE (gpu), DATASET (cifar10), PROTOCOL, BACKBONE (efficientnet-lite0),
-# SIZE (224), PRECISION (bf16-mixed), EXTRA (more `run` arguments, e.g. "--set backbone=small-cnn").
-# START_BY (seconds, default none): a training or sweep step that would start later than this
-# after the script began is skipped with a line saying so (a device call's time is fixed; each
-# run is packed for the trip back as soon as it finishes, so what ran before the limit returns).
+# part1 + part2 do not fit one call's 64 MiB: the dht step carries part2 and reuses what an
+# earlier step of the same warm machine left there (.gpu-carry/part1, .gpu-carry/site). In order:
+#   run(command="bash scripts/gpu_finetune.sh hashnet", carry=[".gpu-carry/part1"], timeout_s=560)
+#   run(command="bash scripts/gpu_finetune.sh drq", carry=[".gpu-carry/part1"], timeout_s=560)
+#   run(command="bash scripts/gpu_finetune.sh dht", carry=[".gpu-carry/part2"], timeout_s=560)
+# Everything for the trip back goes to $OUT (results/gpu/out when unset), at most 4 files a
+# step: log-<step>.txt (with each run's wall time), env-<step>.txt, runs-<step>.tar.gz (every
+# finished run of the step: config, split, metrics, per-query values, curves, training logs; no
+# checkpoints, no codes) and, for throughput steps, throughput-<step>.csv.
+# Back here: scripts/gpu_collect.sh <the files' folder> unpacks the runs into results/gpu/finetune/.
 #
-# Back here: `scripts/gpu_collect.sh <the files' folder>` unpacks the runs under
-# results/gpu/finetune/ and evaluates those that came back as codes only (`hashbench evaluate`).
+# Environment: HASHNET_EPOCHS, DRQ_EPOCHS, DHT_EPOCHS (default: the variant's own), HASHNET_BITS,
+# BUDGET_S, VARIANT (finetune), PYTHON (python3); STEPS (50 timed batches per throughput stage),
+# BATCH (250). For a stand-in elsewhere: DEVICE (gpu), DATASET (cifar10), PROTOCOL (empty: the
+# dataset's default), BACKBONE (efficientnet-lite0), SIZE (224), PRECISION (bf16-mixed), EXTRA
+# (more `run` arguments, e.g. "--set backbone=small-cnn"), GPU_CARRY (.gpu-carry). Exit status:
+# 0, 1 (a run failed; the others are packed), 2 (something to carry is missing), 3 (install failed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PART=${1:-all}
+STEP=${1:-all}
 # -P: never the working directory first on sys.path, where the checkout's bare hashbench/ folder
 # would shadow the package installed into $CARRY/site (its subpackages live in other folders)
 PY="${PYTHON:-python3} -P"
 CARRY=${GPU_CARRY:-.gpu-carry}
 OUT=${OUT:-results/gpu/out}
+BUDGET_S=${BUDGET_S:-500}
+VARIANT=${VARIANT:-finetune}
 STEPS=${STEPS:-50}
 BATCH=${BATCH:-250}
 DEVICE=${DEVICE:-gpu}
@@ -42,36 +51,36 @@ BACKBONE=${BACKBONE:-efficientnet-lite0}
 SIZE=${SIZE:-224}
 PRECISION=${PRECISION:-bf16-mixed}
 read -r -a EXTRA_ARGS <<<"${EXTRA:-}"
-RUNS="$CARRY/runs-part$PART"
-mkdir -p "$OUT" "$CARRY/site" "$CARRY/cache" "$RUNS"
+mkdir -p "$OUT" "$CARRY/site" "$CARRY/cache"
 export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 CARRY_DIR=$(realpath -m "$CARRY")
 export HASHBENCH_DATA="$CARRY_DIR/part1" HASHBENCH_CACHE="$CARRY_DIR/cache"
 export PYTHONPATH="$CARRY_DIR/site${PYTHONPATH:+:$PYTHONPATH}"
-LOG="$OUT/log-part$PART.txt"
+LOG="$OUT/log-$STEP.txt"
 exec > >(tee -a "$LOG") 2>&1
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 BEGAN=$(date +%s)
-in_time() {  # in_time WHAT: false (and a line) when START_BY seconds have passed
+LAST_RUN_S=0
+FAILED=()
+fits() {  # fits WHAT: false (and a line) when elapsed + the previous run's wall time > BUDGET_S
   local elapsed=$(( $(date +%s) - BEGAN ))
-  [ -z "${START_BY:-}" ] || [ "$elapsed" -le "$START_BY" ] && return 0
-  echo "skipped ($elapsed s > START_BY=$START_BY s): $*"; return 1
+  [ $(( elapsed + LAST_RUN_S )) -le "$BUDGET_S" ] && return 0
+  echo "skipped ($elapsed s elapsed + $LAST_RUN_S s for the previous run > BUDGET_S=$BUDGET_S s): $*"; return 1
 }
 
-stamp "part $PART on $(hostname)"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-[ "$DATASET" != cifar10 ] || [ -f "$HASHBENCH_DATA/cifar10-jpg.tar.gz" ] || { echo "missing $HASHBENCH_DATA/cifar10-jpg.tar.gz (run part 1 first, or carry .gpu-carry/part1)"; exit 2; }
-
-stamp "install carried wheels and this checkout into $CARRY/site (no index)"
-wheels=$(ls "$CARRY"/part*/wheels/*.whl 2>/dev/null)
-if [ -n "$wheels" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$CARRY/site" $wheels || exit 3
-fi
-$PY -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --upgrade --target "$CARRY/site" . || exit 3
-$PY - <<'EOF' | tee "$OUT/env-part$PART.txt"
-import importlib, platform, torch
+install() {  # carried wheels and this checkout into $CARRY/site (no index); the environment line
+  stamp "step $STEP on $(hostname): install carried wheels and this checkout into $CARRY/site"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  local wheels
+  wheels=$(ls "$CARRY"/part*/wheels/*.whl 2>/dev/null)
+  if [ -n "$wheels" ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$CARRY/site" $wheels || exit 3
+  fi
+  $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --upgrade --target "$CARRY/site" . || exit 3
+  $PY - <<'EOF' | tee "$OUT/env-$STEP.txt"
+import importlib, os, platform, torch
 print("python", platform.python_version(), "| torch", torch.__version__, "| cuda", torch.cuda.is_available(),
-      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "", "| cpus", os.cpu_count())
 for name in ("torchvision", "pytorch_lightning", "numpy", "faiss", "ortools", "efficientnet_lite_pytorch", "hashbench"):
     try:
         m = importlib.import_module(name)
@@ -79,46 +88,32 @@ for name in ("torchvision", "pytorch_lightning", "numpy", "faiss", "ortools", "e
     except Exception as err:
         print(name, "MISSING", type(err).__name__, err)
 EOF
+}
+
+require() {  # require MODULE HINT: exit 2 with the hint when the module cannot be imported
+  $PY -c "import $1" 2>/dev/null || { echo "missing Python module $1: $2"; exit 2; }
+}
 
 HB=($PY -m hashbench)
-COMMON=(--dataset "$DATASET" ${PROTOCOL:+--protocol "$PROTOCOL"} --seeds 0 --device "$DEVICE" --variant finetune
-        --no-speed --encode-only --no-progress --out "$RUNS" "${EXTRA_ARGS[@]}")
-pack() {  # each finished run not packed yet -> $OUT/run-<method>.tar.gz (no checkpoints; a
-  # codes.npz over 14 MiB is evaluated here and left out)
-  local run name skip method
-  for run in "$RUNS"/*/; do
-    run=${run%/}; name=$(basename "$run")
-    [ -f "$run/codes.npz" ] && [ ! -f "$run/.packed" ] || continue
-    skip=()
-    if [ "$(stat -c %s "$run/codes.npz")" -gt 14680064 ]; then
-      [ -f "$run/metrics.csv" ] || "${HB[@]}" evaluate "$run"
-      skip=(--exclude="$name/codes.npz")
-    fi
-    method=$(sed -n 's/^  method: //p' "$run/config.yaml" | head -1)
-    tar -C "$RUNS" --exclude=checkpoints "${skip[@]}" -czf "$OUT/run-$method.tar.gz" "$name" && touch "$run/.packed"
-  done
+RUNS="$CARRY/runs-$STEP"
+pack() {  # every finished run of the step -> $OUT/runs-$STEP.tar.gz (rewritten after each run)
+  local done=() run
+  for run in "$RUNS"/*/metrics.csv; do [ -f "$run" ] && done+=("$(basename "$(dirname "$run")")"); done
+  [ ${#done[@]} -gt 0 ] || return 0
+  tar -C "$RUNS" --exclude=checkpoints --exclude=codes.npz -czf "$OUT/.runs-$STEP.tar.gz" "${done[@]}" &&
+    mv "$OUT/.runs-$STEP.tar.gz" "$OUT/runs-$STEP.tar.gz"
 }
-finetune() {  # finetune METHOD BITS EPOCHS [--set ...]
+finetune() {  # finetune METHOD BITS EPOCHS [--set ...]: one fine-tuned run, trained and evaluated here
   local method=$1 bits=$2 epochs=$3; shift 3
-  in_time "fine-tuned $method" || return 0
-  local start=$(date +%s)
-  "${HB[@]}" run --method "$method" --bits "$bits" --epochs "$epochs" "${COMMON[@]}" "$@"
-  echo "wall_seconds method=$method bits=$bits epochs=$epochs $* (exit $?): $(( $(date +%s) - start ))"
+  fits "fine-tuned $method $bits bits" || return 0
+  local start=$(date +%s) rc=0
+  "${HB[@]}" run --method "$method" --bits "$bits" ${epochs:+--epochs "$epochs"} --dataset "$DATASET" \
+    ${PROTOCOL:+--protocol "$PROTOCOL"} --seeds 0 --device "$DEVICE" --variant "$VARIANT" --no-speed \
+    --no-progress --resume --out "$RUNS" "${EXTRA_ARGS[@]}" "$@" || rc=$?
+  LAST_RUN_S=$(( $(date +%s) - start ))
+  [ "$rc" -eq 0 ] || FAILED+=("$method:$bits")
+  echo "wall_seconds method=$method bits=$bits epochs=${epochs:-variant} $* (exit $rc): $LAST_RUN_S"
   pack
-}
-gpu_sweep() {  # the 4-cell digits sweep on this machine's GPUs through the local executor (one
-  # cell per GPU, pinned by CUDA_VISIBLE_DEVICES); manifest, status and cell logs -> $OUT/sweep-gpu.tar.gz
-  in_time "GPU sweep" || return 0
-  local store="$CARRY_DIR/sweep-gpu" file="$CARRY_DIR/digits-4cell-gpu.yaml" start=$(date +%s)
-  # the committed file with this device, and the local executor's default jobs (one per GPU)
-  sed -e "s|^out: .*|out: $store|" -e "s|^name: .*|name: digits-4cell-gpu|" -e "s|^device: cpu|device: $DEVICE|" \
-    -e "/^  local: /d" sweeps/digits-4cell.yaml >"$file"
-  # PYTHONSAFEPATH: the cells' `python -m hashbench` must not see the checkout's bare hashbench/ either
-  PYTHONSAFEPATH=1 "${HB[@]}" sweep run "$file" --executor local
-  echo "sweep exit $?: wall_seconds $(( $(date +%s) - start ))"
-  PYTHONSAFEPATH=1 "${HB[@]}" sweep status "$file" | tee "$store/status.txt"
-  cp "$file" "$store/"
-  tar -C "$store" --exclude=checkpoints --exclude=codes.npz -czf "$OUT/sweep-gpu.tar.gz" .
 }
 throughput() {  # throughput METHODS CSV [extra args]
   local methods=$1 csv=$2; shift 2
@@ -126,41 +121,54 @@ throughput() {  # throughput METHODS CSV [extra args]
     --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --warmup 5 --device "$DEVICE" --precision "$PRECISION" \
     --channels-last --csv "$csv" "$@"
 }
+gpu_sweep() {  # the 4-cell digits sweep on this machine's GPUs through the local executor (one
+  # cell per GPU, pinned by CUDA_VISIBLE_DEVICES); manifest, status and cell logs -> $OUT/runs-sweep.tar.gz
+  local store="$CARRY_DIR/sweep-gpu" file="$CARRY_DIR/digits-4cell-gpu.yaml" start=$(date +%s)
+  sed -e "s|^out: .*|out: $store|" -e "s|^name: .*|name: digits-4cell-gpu|" -e "s|^device: cpu|device: $DEVICE|" \
+    -e "/^  local: /d" sweeps/digits-4cell.yaml >"$file"
+  # PYTHONSAFEPATH: the cells' `python -m hashbench` must not see the checkout's bare hashbench/ either
+  PYTHONSAFEPATH=1 "${HB[@]}" sweep run "$file" --executor local
+  echo "sweep exit $?: wall_seconds $(( $(date +%s) - start ))"
+  PYTHONSAFEPATH=1 "${HB[@]}" sweep status "$file" | tee "$store/status.txt"
+  cp "$file" "$store/"
+  tar -C "$store" --exclude=checkpoints --exclude=codes.npz -czf "$OUT/runs-sweep.tar.gz" .
+}
 
-# ONLY (default: all of them): the steps of part 1 to run, e.g. ONLY=drq after a call that ran out of time
-want() { [[ " ${ONLY:-tests throughput hashnet sweep drq} " == *" $1 "* ]]; }
-if [ "$PART" = 1 ] || [ "$PART" = all ]; then
-  if want tests; then
-    stamp "GPU tests (device-side pipeline)"
-    $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_pipeline.py || true
-  fi
-  if want throughput; then
-    stamp "throughput: bare, HashNet, DRQ at 224 px, bf16, channels_last, batched pipeline"
-    throughput bare,hashnet,drq "$CARRY/tp-part1.csv"
-    stamp "throughput: bare backbone, per-item pipeline (12 loader workers), bf16 - the old path"
-    throughput bare "$CARRY/tp-part1-per-item.csv" --pipeline per_item --num-workers 12
-    stamp "throughput: bare backbone, batched pipeline, float32"
-    throughput bare "$CARRY/tp-part1-fp32.csv" --precision 32-true
-    $PY -c "import pandas as pd, sys; pd.concat([pd.read_csv(f) for f in sys.argv[2:]]).to_csv(sys.argv[1], index=False)" \
-      "$OUT/throughput-part1.csv" "$CARRY"/tp-part1*.csv
-  fi
-  stamp "fine-tuned runs: HashNet 32 bits, DRQ 32 bits (8/16/24/32 from one training)"
-  ! want hashnet || finetune hashnet 32 "${HASHNET_EPOCHS:-30}"
-  if want sweep; then
-    stamp "a sweep on the GPU through the local executor"
-    gpu_sweep
-  fi
-  ! want drq || finetune drq 32 "${DRQ_EPOCHS:-20}"
-fi
-if [ "$PART" = 2 ] || [ "$PART" = all ]; then
-  stamp "throughput: bare, DHT, cascade at 224 px (flow solver on the CPU)"
-  throughput bare,dht,cascade-dht "$OUT/throughput-part2.csv"
-  stamp "fine-tuned runs: DHT and the cascade, d = 16, s = 1"
-  finetune dht 16 "${DHT_EPOCHS:-20}" --set sparsity=1
-  finetune cascade-dht 16 "${DHT_EPOCHS:-20}" --set sparsity=1
-fi
+run_step() {
+  case $1 in
+    tests) $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_pipeline.py || true ;;
+    throughput)
+      throughput bare,hashnet,drq "$CARRY/tp-a.csv"
+      throughput bare "$CARRY/tp-b.csv" --pipeline per_item --num-workers 12
+      throughput bare "$CARRY/tp-c.csv" --precision 32-true
+      $PY -c "import pandas as pd, sys; pd.concat([pd.read_csv(f) for f in sys.argv[2:]]).to_csv(sys.argv[1], index=False)" \
+        "$OUT/throughput-$1.csv" "$CARRY"/tp-[abc].csv ;;
+    throughput-dht) require ortools "carry .gpu-carry/part2"; throughput bare,dht,cascade-dht "$OUT/throughput-$1.csv" ;;
+    hashnet)
+      stamp "fine-tuned HashNet at ${HASHNET_BITS:-32 64 16 48} bits"
+      for bits in ${HASHNET_BITS:-32 64 16 48}; do finetune hashnet "$bits" "${HASHNET_EPOCHS:-}"; done ;;
+    drq)
+      stamp "fine-tuned DRQ, one 32-bit training (8/16/24/32 bits)"
+      finetune drq 32 "${DRQ_EPOCHS:-}" ;;
+    dht)
+      require ortools "carry .gpu-carry/part2 (the flow solver), after a part1 step on this warm machine"
+      stamp "fine-tuned DHT and the cascade, d = 16, s = 1"
+      finetune dht 16 "${DHT_EPOCHS:-}" --set sparsity=1
+      finetune cascade-dht 16 "${DHT_EPOCHS:-}" --set sparsity=1 ;;
+    sweep) gpu_sweep ;;
+    *) echo "unknown step $1 (hashnet, drq, dht, tests, throughput, throughput-dht, sweep, all)"; exit 2 ;;
+  esac
+}
 
-stamp "pack what is not packed yet"
-pack
+install
+[ "$DATASET" != cifar10 ] || [ -f "$HASHBENCH_DATA/cifar10-jpg.tar.gz" ] ||
+  { echo "missing $HASHBENCH_DATA/cifar10-jpg.tar.gz (carry .gpu-carry/part1, or run a part1 step first)"; exit 2; }
+mkdir -p "$RUNS"
+if [ "$STEP" = all ]; then
+  for s in hashnet drq dht; do RUNS="$CARRY/runs-$s"; mkdir -p "$RUNS"; STEP=$s; run_step "$s"; done
+else
+  run_step "$STEP"
+fi
+stamp "done: $(( $(date +%s) - BEGAN )) s"
 ls -la "$OUT"
-stamp "done"
+[ ${#FAILED[@]} -eq 0 ] || { echo "failed runs: ${FAILED[*]}"; exit 1; }

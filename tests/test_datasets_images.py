@@ -292,7 +292,7 @@ def test_real_cifar10(monkeypatch):
     assert int(data.official_split.sum()) == 10000
     assert (data.labels[data.official_split == 1].sum(0) == 1000).all()
     expected = {"query1k-train5k-db54k": (1000, 4500, 500, 54000), "query1k-db59k": (1000, 4500, 500, 59000),
-                "query10k-db50k": (10000, 45000, 5000, 50000)}
+                "query10k-db50k": (10000, 45000, 5000, 50000), "query500-train2k-db10k": (500, 1800, 200, 10000)}
     for name, (q, t, v, db) in expected.items():
         s = spec.protocol(name).make_split(data, 0)
         assert s.sizes() == {"query": q, "train": t, "val": v, "database": db}, name

@@ -55,6 +55,18 @@ def test_finetune_variants_fine_tune_with_mixed_precision(name, variant, backbon
     assert not ({"pipeline", "precision", "channels_last", "compile"} & set(hparams))
 
 
+@pytest.mark.parametrize("name", ["hashnet", "drq", "dht", "cascade-dht"])
+def test_finetune_cpu_variants_fine_tune_at_96_px_in_float32(name):
+    # the CPU fine-tune protocol (results/finetune-cpu): the finetune variant at 96 px, float32,
+    # contiguous layout (bf16 autocast and channels_last are slow on a CPU), a few hundred steps
+    harness, _ = split_config(resolve_config(name, "cifar10", "finetune-cpu"))
+    full, _ = split_config(resolve_config(name, "cifar10", "finetune"))
+    assert harness["frozen"] is False and harness["pretrained"] is True and harness["backbone"] == "efficientnet-lite0"
+    assert harness["image_size"] == 96 and harness["precision"] == "32-true" and harness["channels_last"] is False
+    assert harness["augment"] == full["augment"] and harness["sampler"] == full["sampler"]
+    assert 4 <= harness["epochs"] <= 16 and harness["batchnorm"] == "frozen"
+
+
 def test_throughput_rows_per_stage_with_the_solver_share(digits):
     setup = tp.Setup(backbone="small-cnn", image_size=None, batch=20, steps=3, warmup=1, device="cpu")
     rows = []
