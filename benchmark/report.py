@@ -85,14 +85,10 @@ def _read_all(runs: list[Path], skip_unreadable: bool, skipped: list[tuple[Path,
             frames.append(store.read_run_metrics(run))
         except store.UnreadableRunError as err:
             if not skip_unreadable:
-                raise UnreadableRunsError(f"{err} (--skip-unreadable reports the other runs and lists it)") from err
+                raise store.UnreadableRunError(f"{err} (--skip-unreadable reports the other runs and lists it)") from err
             skipped.append((run, f"unreadable metrics.csv: {err}"))
             logging.getLogger("hashbench").warning("skipped: %s", err)
     return frames
-
-
-class UnreadableRunsError(store.UnreadableRunError):
-    """A report stopped at an unreadable run (the message names it and the option that skips it)."""
 
 
 def collect_runs(run_dirs: Iterable[Path], duplicates: str = "newest", skip_unreadable: bool = False) -> Collection:
