@@ -300,10 +300,16 @@ def _score_chunks(scores, n_q: int, chunk_size: int | None, n_db_hint: int | Non
 
 
 def _pad_columns(blocks: list[np.ndarray]) -> np.ndarray:
+    """The blocks stacked by rows, each zero-padded on the right to the widest (one copy each)."""
     if not blocks:
         return np.zeros((0, 1), dtype=np.int64)
     width = max(b.shape[1] for b in blocks)
-    return np.concatenate([np.pad(b, ((0, 0), (0, width - b.shape[1]))) for b in blocks])
+    out = np.zeros((sum(b.shape[0] for b in blocks), width), dtype=np.result_type(*blocks))
+    start = 0
+    for b in blocks:
+        out[start:start + b.shape[0], : b.shape[1]] = b
+        start += b.shape[0]
+    return out
 
 
 def _truncate_to_k(n: torch.Tensor, r: torch.Tensor, k: int | None):
