@@ -76,10 +76,10 @@ $(DOCS_STAMP): $(STAMP)
 	touch $(DOCS_STAMP)
 
 docs: $(DOCS_STAMP)  ## build the documentation site strictly (a broken link or anchor fails) into site/
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 docs-serve: $(DOCS_STAMP)  ## serve the documentation site on localhost:8000
-	$(VENV)/bin/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 regress: $(STAMP)  ## run the regression suite and compare with results/baselines/regress.csv (fails when worse)
 	$(HASHBENCH) regress run $(REGRESS_ARGS)
