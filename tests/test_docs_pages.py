@@ -101,6 +101,17 @@ def test_cli_reference_has_every_command():
     assert str(REPO) not in text
 
 
+def test_protocols_page_lists_every_builtin_protocol():
+    from hashbench import datasets
+
+    text = docs_pages.protocols_page()
+    assert "| `query300-db1497` (default) | all | " in text and "| `lists` (default) | 5000 | " in text
+    for name in datasets.available():
+        spec = datasets.get_dataset(name)
+        for protocol in spec.protocols:
+            assert f"| `{protocol}`" in text.split(f"## `{name}`\n")[1].split("\n## ")[0], (name, protocol)
+
+
 def test_committed_readme_is_a_front_page_whose_links_resolve():
     readme = (REPO / "README.md").read_text()
     assert len(readme.split()) <= 2000
@@ -118,5 +129,5 @@ def test_every_page_spec_names_committed_runs_and_the_site_lists_every_page():
         for section in page.sections:
             assert docs_pages.run_folders(section.runs, REPO, section.settings)
     nav = (REPO / "mkdocs.yml").read_text()
-    for page in [*(f"results/{p.name}.md" for p in docs_pages.PAGES), "cli-reference.md", "methods.md"]:
+    for page in [*(f"results/{p.name}.md" for p in docs_pages.PAGES), "cli-reference.md", "protocols.md", "methods.md"]:
         assert f": {page}\n" in nav, page
