@@ -1,6 +1,7 @@
 """The documentation's generated pages: every results page of the site (``docs/results/*.md``) and
 the README's headline table are ``hashbench report`` output on committed runs, so a published
-number cannot drift from its runs.
+number cannot drift from its runs; the command-line reference and the protocols page come from
+the parser and the dataset registry.
 
 ``python -m hashbench.docs_pages write`` (``make docs-results``) regenerates them, figures
 included; ``python -m hashbench.docs_pages check`` (in ``.ci/run``) regenerates the text into
@@ -38,7 +39,6 @@ class Section:
     settings: str | None = None
     tables: tuple[str, ...] = ("table.md",)
     figures: tuple[str, ...] = ()
-    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,12 +142,12 @@ def section_markdown(page: Page, section: Section, out: Path) -> str:
     if section.settings is not None:
         command += f", on the runs whose `settings` are `{section.settings}`" if section.settings else \
             ", on the runs of the shipped config (empty `settings`)"
-    parts = [f"## {section.heading}", section.text, command]
+    parts = [f"## {section.heading}", command]
     for name in section.tables:
         parts.append((out / name).read_text().strip())
     for stem in section.figures:
         parts.append(f"![{stem.replace('_', ' ')}]({page.name}/{stem}.png)")
-    return "\n\n".join(p for p in parts if p)
+    return "\n\n".join(parts)
 
 
 def render(page: Page, repo: Path, figures_to: Path | None = None) -> tuple[str, dict[str, str]]:
