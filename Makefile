@@ -50,7 +50,7 @@ MUTATION_GROUPS ?= evaluate,metrics,search,min_cost_flow,metric_losses,drq_losse
 MUTATION_WORKERS ?= 1
 mutation: $(STAMP)  ## mutation testing (mutmut) of MUTATION_GROUPS; scores in results/mutation/latest/ (not in CI: hours on 2 cores)
 	$(VENV)/bin/pip install -q -e '.[test,mutation]'
-	$(PY) scripts/mutation.py --groups $(MUTATION_GROUPS) --workers $(MUTATION_WORKERS)
+	$(PY) scripts/dev/mutation.py --groups $(MUTATION_GROUPS) --workers $(MUTATION_WORKERS)
 
 list: $(STAMP)
 	$(HASHBENCH) list

@@ -14,7 +14,7 @@ private (0700/0600).
 ``variant=<name>`` and every ``--set``/``--epochs``/``--backbone`` value that differs from what
 the shipped config (for that dataset and variant) holds, as comma-joined ``key=value`` pairs;
 empty for the shipped config. Runs written before the column existed get it once from their
-``config.yaml`` with ``scripts/add_settings_column.py`` (:func:`add_settings_column`).
+``config.yaml`` with ``scripts/migrations/add_settings_column.py`` (:func:`add_settings_column`).
 """
 from __future__ import annotations
 
@@ -300,7 +300,7 @@ def read_run_metrics(run_dir: Path) -> pd.DataFrame:
                                  f"{', '.join(missing)}")
     if "settings" not in frame:
         raise ValueError(f"{run_dir}/metrics.csv has no settings column (written before it existed); record it "
-                         f"once with: python scripts/add_settings_column.py {run_dir}")
+                         f"once with: python scripts/migrations/add_settings_column.py {run_dir}")
     frame["settings"] = frame["settings"].astype(str)
     frame["run_dir"] = str(run_dir)
     return frame

@@ -78,7 +78,7 @@ PAGES = (
          "10,000-image database), ImageNet EfficientNet-Lite0 at 96 px, seed 0. Fine-tuned: "
          "`--variant finetune-cpu` (BatchNorm frozen, cosine after a warm-up; `epochs=12` is 336 iterations); "
          "frozen: the method's CIFAR-10 configuration at the same size (`image_size=96`). Commands: "
-         "`scripts/finetune_cpu.sh`; validation curves and wall times: `results/finetune-cpu/NOTES.md`.",
+         "`scripts/experiments/finetune_cpu.sh`; validation curves and wall times: `results/finetune-cpu/NOTES.md`.",
          (Section("HashNet and DRQ, mAP@all", ("results/finetune-cpu/runs",), ("--no-ci",)),
           Section("DHT (d = 16, s = 1), P@16 of the hash-table search", ("results/finetune-cpu/runs",),
                   ("--metric", "precision@16", "--no-ci")))),

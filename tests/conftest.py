@@ -30,17 +30,3 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     """Caches go under the session's temporary directory, whatever HASHBENCH_CACHE says: no test
     writes into the user's (or CI's) cache."""
     monkeypatch.setenv("HASHBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
-@pytest.fixture
-def load_script():
-    """``load_script(name)``: the module ``scripts/<name>.py`` (scripts are not a package)."""
-    import importlib.util
-
-    def load(name: str):
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-
-    return load

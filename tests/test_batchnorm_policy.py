@@ -20,6 +20,7 @@ from hashbench.methods.backbones import (
     recompute_batchnorm,
     resolve_batchnorm,
 )
+from hashbench.tools import bn_check
 
 
 def _no_stochastic_depth(bb):
@@ -148,10 +149,9 @@ def test_harness_key_reaches_the_fine_tuned_backbone(runs_dir):
     assert yaml.safe_load((path / "config.yaml").read_text())["batchnorm"] == "frozen"
 
 
-def test_bn_check_leave_one_out_map_by_hand(load_script):
+def test_bn_check_leave_one_out_map_by_hand():
     """Items (1,0) A, (0,1) A, (0.9,0.1) B, (0.1,0.9) B: by cosine, item 0 ranks B, B, A (AP 1/3),
     item 1 the same (1/3), items 2 and 3 find their B partner second (1/2): mAP 5/12."""
-    bn_check = load_script("bn_check")
     f = np.array([[1, 0], [0, 1], [0.9, 0.1], [0.1, 0.9]], dtype=np.float32)
     y = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=np.uint8)
     assert bn_check.leave_one_out(f, y)["map_loo"] == pytest.approx(5 / 12)

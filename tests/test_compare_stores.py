@@ -1,4 +1,4 @@
-"""scripts/compare_stores.py: the cell-by-cell agreement of two run stores (hand-computed
+"""hashbench/tools/compare_stores.py: the cell-by-cell agreement of two run stores (hand-computed
 tolerances and differences), the per-cell start-up time from a cell log, and the command on two
 real digits stores that agree and one that does not."""
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from hashbench.tools import compare_stores as cmp
+
 HASHBENCH = str(Path(sys.executable).with_name("hashbench"))
 
 
@@ -22,8 +23,7 @@ def _table(values):
                           "value": v} for m, b, s, v in values])
 
 
-def test_compare_hand_computed(load_script):
-    cmp = load_script("compare_stores")
+def test_compare_hand_computed():
     ref = _table([("a", 8, 0, 0.50), ("a", 8, 1, 0.52), ("a", 8, 2, 0.54),   # std 0.02 -> tolerance 0.06
                   ("b", 8, 0, 0.30),                                          # one seed -> floor 0.005
                   ("c", 8, 0, 0.10), ("c", 8, 1, 0.10)])                      # std 0 -> floor
@@ -41,8 +41,7 @@ def test_compare_hand_computed(load_script):
     assert (g.loc["c", "seeds"], g.loc["c", "matched"]) == (2, 1)
 
 
-def test_startup_seconds_from_the_last_attempt(load_script):
-    cmp = load_script("compare_stores")
+def test_startup_seconds_from_the_last_attempt():
     log = ("# 2026-12-04T16:44:10Z on vm: hashbench run ...\nkilled\n"
            "# 2026-12-04T16:50:01Z on vm: hashbench run ...\n# cifar10 / p: ...\n")
     assert cmp.startup_seconds(log, "/s/2026-12-04T165008Z_pq_cifar10_p_8b_s1") == 7.0
@@ -60,7 +59,7 @@ def test_command_on_real_stores(tmp_path):
     ref = _digits_store(tmp_path, "ref", "0,1")
     same = _digits_store(tmp_path, "same", "0,1")  # LSH is deterministic per seed: identical values
     other = _digits_store(tmp_path, "other", "2,3")  # other seeds: the reference cells are missing
-    script = [sys.executable, str(ROOT / "scripts" / "compare_stores.py")]
+    script = [sys.executable, "-m", "hashbench.tools.compare_stores"]
     ok = subprocess.run([*script, str(ref), str(same)], capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stderr
     assert "1 groups (2 reference cells, 2 matched): 1 within tolerance, 0 not; largest |diff| 0.0000" in ok.stdout
@@ -68,8 +67,7 @@ def test_command_on_real_stores(tmp_path):
     assert bad.returncode == 1 and "2 reference cells, 0 matched): 0 within tolerance, 1 not" in bad.stdout
 
 
-def test_manifest_times(load_script, tmp_path):
-    cmp = load_script("compare_stores")
+def test_manifest_times(tmp_path):
     log = tmp_path / "c.log"
     log.write_text("# 2026-12-04T16:44:10Z on vm: x\n")
     manifest = {"cells": {"k": {"state": "done", "method": "pq", "bits": 8, "seed": 0, "seconds": 30.0,

@@ -5,13 +5,14 @@ overwritten, and the report renders the table and figures."""
 import pandas as pd
 import pytest
 
+from hashbench.tools import scale_report, search_scale
 
-def test_scale_benchmark_tiny(load_script, tmp_path):
-    bench = load_script("bench_search_scale")
+
+def test_scale_benchmark_tiny(tmp_path):
     args = ["--n", "3000", "--classes", "20", "--queries", "40", "--buckets", "64", "--sparsity", "2",
             "--loop-queries", "20", "--skip", "hnsw", "additive", "cascade", "--nlist", "16", "--short-sweep",
             "--out", str(tmp_path)]
-    bench.main(args)
+    search_scale.main(args)
     df = pd.read_csv(tmp_path / "n3000_c20_q40.csv")
     flat = df[df.backend == "IndexFlatL2"].iloc[0]
     assert flat.recall == 1.0 and flat.recall_emb == 1.0
@@ -24,9 +25,8 @@ def test_scale_benchmark_tiny(load_script, tmp_path):
     ivf = df[df.backend.str.startswith("IndexIVFFlat")]
     assert ivf.value.astype(int).iloc[-1] == 16 and ivf.recall.iloc[-1] == 1.0  # nprobe = nlist: exhaustive
     with pytest.raises(FileExistsError):
-        bench.main(args)
-    report = load_script("scale_report")
-    report.main(["--runs", str(tmp_path), "--out", str(tmp_path)])
+        search_scale.main(args)
+    scale_report.main(["--runs", str(tmp_path), "--out", str(tmp_path)])
     text = (tmp_path / "table.md").read_text()
     assert "Python loop" in text and "Cost per candidate" in text
     assert (tmp_path / "qps_recall_n3000_c20_sparse_d_64.png").exists()

@@ -1,5 +1,5 @@
 """The `slurm` executor through submitit on a real one-node SLURM cluster of this machine
-(munged, MariaDB + slurmdbd, slurmctld, slurmd started by scripts/slurm_localhost.sh on
+(munged, MariaDB + slurmdbd, slurmctld, slurmd started by scripts/dev/slurm_localhost.sh on
 127.0.0.1, installed with apt-get when missing): the 4-cell digits sweep as a job array, one
 cell's job cancelled with scancel while it runs, the re-run completes only that cell."""
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hashbench.benchmark import resume
 
 pytest.importorskip("submitit", reason="the slurm executor needs the [cluster] extra (pip install -e '.[cluster]')")
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "slurm_localhost.sh"
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "dev" / "slurm_localhost.sh"
 
 
 @pytest.fixture(scope="module")

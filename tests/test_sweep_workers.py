@@ -26,10 +26,9 @@ from hashbench.benchmark.sweep import executors, worker
 from hashbench.benchmark.sweep.spec import load_sweep
 from hashbench.datasets import cache, memo
 from hashbench.datasets.base import ArrayData
+from hashbench.tools.compare_stores import startup_seconds
 
 HASHBENCH = str(Path(sys.executable).with_name("hashbench"))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from compare_stores import startup_seconds  # noqa: E402
 
 
 @pytest.fixture

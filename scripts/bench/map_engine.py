@@ -7,21 +7,19 @@ labels). Times, best of ``--repeats``:
   * a per-query ``np.argsort`` loop in the style of ``CalcTopMap`` on ``--loop-queries`` queries,
     extrapolated linearly to all queries (marked as such).
 
-    .venv/bin/python scripts/bench_map_engine.py [--device cuda]
+    .venv/bin/python scripts/bench/map_engine.py [--device cuda]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from hashbench.benchmark.metrics.ranking import average_precision, hamming_tie_groups  # noqa: E402
+from hashbench.benchmark.metrics.ranking import average_precision, hamming_tie_groups
 
 
 def calc_top_map_loop(db_codes, q_codes, db_labels, q_labels, topk):

@@ -4,19 +4,16 @@ candidates, wall-clock speed-up (with recall of the exact top-100) against faiss
 the reference features and on the re-ranking embedding, and exhaustive search's P@k in the
 re-ranking embedding. Writes Markdown and CSV.
 
-    python scripts/sparse_summary.py RUN_DIR... --out results/sparse/summary
+    python scripts/experiments/sparse_summary.py RUN_DIR... --out results/sparse/summary
 """
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from hashbench.benchmark.report import load_runs  # noqa: E402
+from hashbench.benchmark.report import load_runs
 
 #: (column, metric, regex the variant must match)
 COLUMNS = [

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Back here, after scripts/gpu_finetune.sh ran on a GPU machine: unpack the run(s)-*.tar.gz the
+# Back here, after scripts/gpu/finetune.sh ran on a GPU machine: unpack the run(s)-*.tar.gz the
 # device call brought back into results/gpu/finetune/, evaluate every run that came back as codes
 # only (`hashbench evaluate`: the metrics are computed on this machine's CPU), and print the
 # per-stage training throughput the runs recorded.
-#   scripts/gpu_collect.sh FOLDER_WITH_THE_FILES [...]
+#   scripts/gpu/collect.sh FOLDER_WITH_THE_FILES [...]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 DEST=${DEST:-results/gpu/finetune}
 HB=${HASHBENCH:-.venv/bin/hashbench}
 PY=${PYTHON:-.venv/bin/python}
@@ -19,4 +19,4 @@ chmod -R u=rwX,go=rX "$DEST"   # run folders 0755, files 0644 (tar keeps the mac
 for run in "$DEST"/*/; do
   if [ -f "$run/codes.npz" ] && [ ! -f "$run/metrics.csv" ]; then "$HB" evaluate "$run"; fi
 done
-$PY scripts/training_throughput.py "$DEST"
+$PY scripts/bench/training_throughput.py "$DEST"

@@ -4,13 +4,13 @@ Of run directories (from the ``training`` block of each run's ``config.yaml``, w
 harness's epoch timer): images per second per stage, epochs, and every method timer's share of
 the stage's training time (e.g. the Deep Hash Table's flow solver)::
 
-    python scripts/training_throughput.py RUN_DIR_OR_PARENT [...]
+    python scripts/bench/training_throughput.py RUN_DIR_OR_PARENT [...]
 
 Measured now (``hashbench.benchmark.throughput``): images/s of the bare backbone and of each
 method's training step per stage, through the same pipeline and batches, and the overhead ratio
 (bare images/s ÷ method images/s); a table on stdout, the rows as CSV with ``--csv``::
 
-    python scripts/training_throughput.py measure --methods bare,hashnet,drq,dht,cascade-dht \
+    python scripts/bench/training_throughput.py measure --methods bare,hashnet,drq,dht,cascade-dht \
         --size 160 --batch 32 --steps 100 --device cpu [--pipeline per_item] [--precision bf16-mixed]
 """
 from __future__ import annotations

@@ -11,14 +11,13 @@
    the CIFAR-10 config's head (d = 16, 10 classes × 8 images) and the paper's CIFAR-100 batch
    (d = 64, 64 classes × 2), timed with the method's own ``timers["flow_solver"]``.
 
-    python scripts/bench_flow_solver.py [--repeats 20] [--out results/sparse/flow_solver]
+    python scripts/bench/flow_solver.py [--repeats 20] [--out results/sparse/flow_solver]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -26,12 +25,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from hashbench.benchmark.train import EpochTimer  # noqa: E402
-from hashbench.methods.backbones import build_backbone  # noqa: E402
-from hashbench.methods.cascade_dht import CascadeDHT, cascade_class_codes  # noqa: E402
-from hashbench.methods.dht import DeepHashTable  # noqa: E402
-from hashbench.methods.min_cost_flow import solve_class_codes  # noqa: E402
+from hashbench.benchmark.train import EpochTimer
+from hashbench.methods.backbones import build_backbone
+from hashbench.methods.cascade_dht import CascadeDHT, cascade_class_codes
+from hashbench.methods.dht import DeepHashTable
+from hashbench.methods.min_cost_flow import solve_class_codes
 
 ORIGINAL_SECONDS = {(64, 64): 0.024, (512, 512): 1.59}
 

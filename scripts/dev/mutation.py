@@ -26,7 +26,7 @@ import io
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: group -> (files to mutate, test files, mutant-name globs (None: every mutant of the files))
 LOSS_NAMES = [

@@ -13,7 +13,7 @@ checkpoint), and three values of β:
 Prints one CSV row per run (``frac_final`` = fraction at ``beta_final``, ``frac_ckpt`` at
 ``beta_ckpt``, ``frac_beta1`` at β = 1) and, with ``--out``, writes them to a CSV file.
 
-Usage: python scripts/hashnet_saturation.py RUN_DIR... [--label NAME] [--out FILE.csv]
+Usage: python scripts/experiments/hashnet_saturation.py RUN_DIR... [--label NAME] [--out FILE.csv]
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 # min-cost-flow solver on the CPU — the paper's CIFAR backbone (NIN-style CNN from scratch, 32 px),
 # end to end through the harness — and each stage's training throughput, so stage 2's img/s
 # (GPU step + CPU flow solve per batch) can be read against stage 1's (GPU step alone).
-#   scripts/gpu_sparse_throughput.sh DATASET [EPOCHS] [OUT]
+#   scripts/gpu/sparse_throughput.sh DATASET [EPOCHS] [OUT]
 # DATASET: e.g. cifar10 (the data root's CIFAR-10) or imagefolder:<folder of class sub-folders>.
 # SPECS (default "dht:16:1 dht:16:2 cascade-dht:16:1"): method:bits(d):sparsity triples.
 set -uo pipefail
@@ -23,4 +23,4 @@ for spec in $SPECS; do
   $PY -m hashbench run --method "$method" --bits "$bits" --set sparsity="$s" "${COMMON[@]}"
   echo "wall_seconds method=$method d=$bits s=$s epochs=$EPOCHS: $(( $(date +%s) - start ))"
 done
-$PY scripts/training_throughput.py "$OUT"
+$PY scripts/bench/training_throughput.py "$OUT"

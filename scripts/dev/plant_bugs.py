@@ -1,7 +1,7 @@
 """Plant each bug of issue 13, one at a time, in a copy of the working tree laid out as the import
-namespace (scripts/mutation.py's staging, imported first through PYTHONPATH; the checkout itself is
+namespace (scripts/dev/mutation.py's staging, imported first through PYTHONPATH; the checkout itself is
 never modified), run the test files that should catch it and record the first failing test.
-Usage (from the repository root): ``.venv/bin/python results/mutation/plant_bugs.py [INDEX ...]``
+Usage (from the repository root): ``.venv/bin/python scripts/dev/plant_bugs.py [INDEX ...]``
 -> results/mutation/planted.csv (rewritten; with indices, rows appended)."""
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def main() -> int:
     import shutil
     import tempfile
 
-    spec = importlib.util.spec_from_file_location("mutation", ROOT / "scripts/mutation.py")
+    spec = importlib.util.spec_from_file_location("mutation", ROOT / "scripts/dev/mutation.py")
     mutation = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mutation)
     stage = Path(tempfile.mkdtemp(prefix="hashbench-plant-"))

@@ -18,7 +18,7 @@ Reported with each: the speed-up over ``exhaustive_ip`` (ratio of best times), t
 exhaustive top-k (mean |A ∩ E| / k over queries), P@k of the returned ids, and the agreement of
 the LUT top-k with the exhaustive top-k over the reconstructions (the LUT must be exact).
 
-Usage: python scripts/drq_search_speed.py RUN_DIR [--data-root DIR] [--repeats 3] [--k 100]
+Usage: python scripts/bench/drq_search_speed.py RUN_DIR [--data-root DIR] [--repeats 3] [--k 100]
        [--out results/drq-cifar10/search_speed]   (writes OUT.csv and OUT.md)
 """
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -35,17 +34,15 @@ import pandas as pd
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hashbench.benchmark.config import split_config  # noqa: E402
-from hashbench.benchmark.metrics.speed import recall_of_exact_topk  # noqa: E402
-from hashbench.benchmark.runner import load_data  # noqa: E402
-from hashbench.benchmark import data as data_mod  # noqa: E402
-from hashbench.benchmark.search.additive import FaissAdditiveIndex, lut_topk, reconstruct  # noqa: E402
-from hashbench.benchmark.search.flat import exact_knn  # noqa: E402
-from hashbench.benchmark.search.timing import time_call  # noqa: E402
-from hashbench.methods.backbones import build_backbone  # noqa: E402
-from hashbench.methods.drq import DRQ  # noqa: E402
+from hashbench.benchmark.config import split_config
+from hashbench.benchmark.metrics.speed import recall_of_exact_topk
+from hashbench.benchmark.runner import load_data
+from hashbench.benchmark import data as data_mod
+from hashbench.benchmark.search.additive import FaissAdditiveIndex, lut_topk, reconstruct
+from hashbench.benchmark.search.flat import exact_knn
+from hashbench.benchmark.search.timing import time_call
+from hashbench.methods.backbones import build_backbone
+from hashbench.methods.drq import DRQ
 
 
 def recompute_features(run: Path, cfg: dict, data_root: str | None) -> dict[str, np.ndarray]:

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine, for the sweep tests and for trying the `slurm` executor.
 #
-#   scripts/slurm_localhost.sh start DIR   install slurm-wlm, slurmdbd, munge and mariadb-server when
+#   scripts/dev/slurm_localhost.sh start DIR   install slurm-wlm, slurmdbd, munge and mariadb-server when
 #                                          missing (apt-get, as root), write DIR/slurm.conf, start
 #                                          munged, MariaDB + slurmdbd (job accounting: submitit reads
 #                                          job states with sacct), slurmctld and slurmd (addresses
 #                                          127.0.0.1, free ports), wait until the node is idle;
 #                                          prints `export SLURM_CONF=DIR/slurm.conf`
-#   scripts/slurm_localhost.sh stop DIR    stop the daemons started in DIR
+#   scripts/dev/slurm_localhost.sh stop DIR    stop the daemons started in DIR
 #
 # Everything the daemons write (state, spool, logs, database, munge key and socket, pid files)
 # stays in DIR.
@@ -87,7 +87,7 @@ mariadb --socket="$dir/mysql.sock" -u root -e "CREATE USER IF NOT EXISTS 'slurm'
   GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';" || { stop; fail "MariaDB did not start (see $dir/log/mariadb.log)"; }
 
 cat >"$dir/slurmdbd.conf" <<CONF
-# accounting daemon of the one-node cluster written by scripts/slurm_localhost.sh
+# accounting daemon of the one-node cluster written by scripts/dev/slurm_localhost.sh
 AuthType=auth/munge
 AuthInfo=socket=$dir/munge.socket
 DbdAddr=127.0.0.1
@@ -106,7 +106,7 @@ CONF
 chmod 0600 "$dir/slurmdbd.conf"
 
 cat >"$dir/slurm.conf" <<CONF
-# one-node cluster written by scripts/slurm_localhost.sh
+# one-node cluster written by scripts/dev/slurm_localhost.sh
 ClusterName=hashbench
 SlurmctldHost=$node(127.0.0.1)
 SlurmctldPort=$ctld_port

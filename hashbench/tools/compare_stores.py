@@ -1,6 +1,6 @@
 """Do two run stores agree? A sweep's store against the committed runs it reproduces.
 
-    python scripts/compare_stores.py REFERENCE_RUNS NEW_RUNS [--metric map@all] [--manifest M]
+    python -m hashbench.tools.compare_stores REFERENCE_RUNS NEW_RUNS [--metric map@all] [--manifest M]
 
 Both stores are read as ``hashbench report`` reads them (one run per cell, ``--duplicates
 newest``), and each dataset's mAP in its default variant (or ``--metric``) is matched cell by

@@ -3,7 +3,7 @@
 # query500-train2k-db10k (500 queries, 1,800 train + 200 val, a disjoint 10,000-image database),
 # ImageNet EfficientNet-Lite0 at 96 px, seed 0: each method fine-tuned (--variant finetune-cpu)
 # vs the same method on frozen 96-px features (its cifar10 block, --set image_size=96).
-#   HASHBENCH_DATA=<folder with cifar10-jpg.tar.gz> scripts/finetune_cpu.sh [WHICH...]
+#   HASHBENCH_DATA=<folder with cifar10-jpg.tar.gz> scripts/experiments/finetune_cpu.sh [WHICH...]
 # WHICH (default: all of them, one at a time): hashnet-frozen hashnet-finetune drq-frozen
 # drq-finetune dht-frozen dht-finetune; `table` prints the headline numbers. Runs go to $OUT (results/finetune-cpu/runs); each run's
 # wall time, CPU seconds (user + system of the process tree) and the load average before and
@@ -11,7 +11,7 @@
 # HashNet 32 bits (mAP@all), DRQ one 32-bit training (8/16/24/32 bits, mAP@all), DHT d = 16,
 # s = 1 (hash-table P@16 with SUF). results/finetune-cpu/NOTES.md has the numbers.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 HB=${HASHBENCH:-.venv/bin/hashbench}
 OUT=${OUT:-results/finetune-cpu/runs}
 TIMINGS=${TIMINGS:-$(dirname "$OUT")/timings.txt}

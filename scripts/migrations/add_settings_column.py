@@ -6,7 +6,7 @@ The column is derived from each run's recorded request (``config.yaml``: ``--var
 every other value of the file is kept verbatim. Runs that already have the column are left
 alone, so running it twice changes nothing.
 
-    python scripts/add_settings_column.py results/cifar10/runs results/sparse/runs ...
+    python scripts/migrations/add_settings_column.py results/cifar10/runs results/sparse/runs ...
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 # (query1k-train5k-db54k) and Fashion-MNIST (query1k-train5k-db64k), frozen EfficientNet-Lite0
 # features, d = 16 buckets, seeds 0,1,2; dht / dht-th / dht-vq at s = 1,2,3 and cascade-dht
 # (L = 2) at s = 1,2, each with the hash-table speed rows.
-#   scripts/sweep_sparse_cpu.sh [OUT] [DATASETS]
+#   scripts/experiments/sweep_sparse_cpu.sh [OUT] [DATASETS]
 set -uo pipefail
 OUT=${1:-results/sparse/runs}
 DATASETS=${2:-"cifar10:query1k-train5k-db54k fashion-mnist:query1k-train5k-db64k"}

