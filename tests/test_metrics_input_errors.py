@@ -1,6 +1,6 @@
 """Every input check of the metrics package: bad input is a ValueError whose message names the
 problem (one row per check), and input one step inside each boundary is accepted. Mutation
-testing (results/mutation/REPORT.md) found these checks untested: their conditions could be
+testing (results/mutation/NOTES.md) found these checks untested: their conditions could be
 weakened (`or` -> `and`) or their messages lost without a failing test."""
 from __future__ import annotations
 

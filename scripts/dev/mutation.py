@@ -11,7 +11,7 @@ test files, with ``--workers`` processes (default 1: the machine is shared).
 
 Writes ``OUT/scores.csv`` (group, killed, survived, other, total) and ``OUT/survivors.txt``
 (each surviving mutant with its diff). ``--rev`` stages a git revision instead of the working
-tree (the before/after comparison in results/mutation/REPORT.md).
+tree (the before/after comparison in results/mutation/NOTES.md).
 """
 from __future__ import annotations
 

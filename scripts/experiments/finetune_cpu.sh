@@ -17,7 +17,7 @@ OUT=${OUT:-results/finetune-cpu/runs}
 TIMINGS=${TIMINGS:-$(dirname "$OUT")/timings.txt}
 read -r -a EXTRA_ARGS <<<"${EXTRA:-}"
 # THREADS (default 1): torch's intra-op threads. On the shared 2-core machine two threads ran
-# many times slower than one (results/gpu/FINETUNE.md); the feature extraction of the frozen
+# many times slower than one (results/gpu/finetune/NOTES.md); the feature extraction of the frozen
 # runs (60,000 images at 96 px, once, then cached) and the fine-tuning both take this setting.
 export OMP_NUM_THREADS=${THREADS:-1}
 mkdir -p "$OUT"

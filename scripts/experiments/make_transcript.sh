@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Regenerates results/ecosystem/TRANSCRIPT.md: a fresh virtual environment with hashbench[hf]
+# Regenerates results/ecosystem/transcript.md: a fresh virtual environment with hashbench[hf]
 # installed from this checkout, Hugging Face `datasets` and `hashbench list` side by side, the
 # docs' example method installed as a real plugin distribution and run through `hashbench run`
 # and `hashbench report`, and an `hf:` dataset (digits written with `save_to_disk`) run end to end.
 # Usage: bash scripts/experiments/make_transcript.sh   (from the repository root; ~5 min on 2 cores)
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
-OUT="$REPO/results/ecosystem/TRANSCRIPT.md"
+OUT="$REPO/results/ecosystem/transcript.md"
 WORK="$(mktemp -d /tmp/hashbench-transcript.XXXXXX)"
 export HASHBENCH_CACHE="$WORK/cache" PYTHONWARNINGS=ignore
 cd "$WORK"
