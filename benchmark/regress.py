@@ -56,6 +56,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from hashbench import paths
 from hashbench.benchmark import store
 
 QUALITY_FLOOR = 0.005
@@ -70,10 +71,9 @@ KEY = ["dataset", "protocol", "method", "settings", "run_bits", "bits", "metric"
 #: their rows compare as "new". Empty this set when make regress-calibrate has covered them.
 UNCALIBRATED: frozenset[str] = frozenset()
 
-BASELINE_DIR = store.REPO_ROOT / "results" / "baselines"
-BASELINE = BASELINE_DIR / "regress.csv"
-TOLERANCES = BASELINE_DIR / "tolerances.csv"
-WORK_DIR = store.REPO_ROOT / "results" / "regress-runs"
+BASELINE = paths.REGRESS_BASELINE
+TOLERANCES = paths.REGRESS_TOLERANCES
+WORK_DIR = paths.REGRESS_WORK_DIR
 
 
 @dataclass(frozen=True)

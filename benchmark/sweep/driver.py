@@ -19,8 +19,6 @@ from hashbench.benchmark.sweep.executors import Task, make_executor
 from hashbench.benchmark.sweep.manifest import Manifest
 from hashbench.benchmark.sweep.spec import Cell, Sweep
 
-#: Exit status of ``hashbench run --resume`` when another process holds the run's claim.
-BUSY_EXIT = 75
 #: Environment a cell inherits from the driver even on an engine that does not pass it on.
 FORWARDED_ENV = ("HASHBENCH_DATA", "HASHBENCH_CACHE", "HASHBENCH_DEBUG")
 
@@ -102,7 +100,7 @@ def _record(manifest: Manifest, sweep: Sweep, cell: Cell, sub, result: dict | No
         fields.update(seconds=result["seconds"], host=result["host"])
     if run_dir is not None:
         fields.update(state="done", run_dir=str(run_dir), train_seconds=_train_seconds(run_dir))
-    elif result is not None and result["returncode"] == BUSY_EXIT:
+    elif result is not None and result["returncode"] == resume.BUSY_EXIT:
         fields["state"] = "busy"
     else:
         fields["state"] = "failed"
