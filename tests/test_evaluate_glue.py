@@ -486,14 +486,6 @@ def test_evaluate_sparse_with_speed_rows(sparse_case):
 
 
 # ----------------------------------------------------------------------------- codes.npz round trip
-class _Method:
-    def __init__(self, state):
-        self.state = state
-
-    def code_state(self):
-        return self.state
-
-
 @pytest.mark.parametrize("code_type", ["binary", "float", "additive", "sparse"])
 def test_codes_npz_round_trip_recomputes_the_same_metrics(tmp_path, code_type, sparse_case, cloud):
     c = cloud
@@ -513,7 +505,7 @@ def test_codes_npz_round_trip_recomputes_the_same_metrics(tmp_path, code_type, s
         sc = sparse_case
         inp = sparse_inputs(sc, rerank=False)
         inp.query = {"buckets": np.argsort(-sc.q_scores, 1)[:, :2], "bucket_scores": sc.q_scores}
-    arrays = runner.codes_npz(code_type, inp.query, inp.database, inp, _Method(state))
+    arrays = runner.codes_npz(inp)
     np.savez(tmp_path / "codes.npz", **arrays)
     with np.load(tmp_path / "codes.npz") as z:
         back = runner.inputs_from_npz(z)
