@@ -280,7 +280,7 @@ def _fit(req: RunRequest, loaded: LoadedData, plan: RunPlan, fp: FeaturePlan, bu
     score_fn = _validation_score_fn(method, built.eval_loader(split.val), built.eval_loader(split.train),
                                     labels[split.val], labels[split.train], device) \
         if len(split.val) and plan.cls.model_selection else None
-    recompute_bn = not frozen and getattr(built.backbone, "batchnorm", None) == "recompute"
+    recompute_bn = not frozen and built.backbone.batchnorm == "recompute"
     resume_from = resume.last_checkpoint(req.out_dir, identity) if identity is not None else None
     threads = torch.get_num_threads()
     if frozen or fp.backbone in ("flatten", "identity"):
@@ -314,10 +314,10 @@ def encode_run(built: BuiltMethod, loaded: LoadedData, reference: np.ndarray | N
         code_type=method.code_type, query=q_codes, database=db_codes,
         query_labels=labels[split.query], database_labels=labels[split.database],
         query_embedding=q_emb, database_embedding=db_emb, code_state=method.code_state(),
-        search_metric=getattr(method, "search_metric", "ip"),
+        search_metric=method.search_metric,
         query_features=None if reference is None else reference[split.query],
         database_features=None if reference is None else reference[split.database],
-        query_in_database=_query_in_database(split), rerank=getattr(method, "reranks", True))
+        query_in_database=_query_in_database(split), rerank=method.reranks)
 
 
 @dataclass
@@ -361,12 +361,12 @@ class RunRecord:
             "resolved": self.plan.config, "backbone": fp.backbone, "image_size": fp.image_size,
             "reference_features": f"{fp.reference}@{fp.reference_size}" if fp.reference_size else fp.reference,
             "frozen": fp.frozen, "code_type": self.plan.cls.code_type,
-            "batchnorm": getattr(self.built.backbone, "batchnorm", None),
+            "batchnorm": self.built.backbone.batchnorm,
             "map_at": self.map_at,
             "evaluation_lengths": {int(b): dict(o) for b, o in method.evaluation_lengths().items()},
             "map_variant_default": DEFAULT_MAP, "training": self.trained.info,
             "data_source": self.loaded.data.source, "device": self.device,
-            "method_hparams": _plain(dict(getattr(method, "hparams", {}) or {}))}
+            "method_hparams": _plain(dict(method.hparams))}
 
 
 def write_run(writer, record: RunRecord, inputs: EvalInputs, trackers: list) -> pd.DataFrame:
@@ -506,8 +506,7 @@ def _validation_score_fn(method, val_loader, train_loader, val_labels, train_lab
         m.train()
         inp = EvalInputs(code_type=m.code_type, query=q_codes, database=db_codes, query_labels=val_labels,
                          database_labels=train_labels, query_embedding=q_emb, database_embedding=db_emb,
-                         code_state=m.code_state(), search_metric=getattr(m, "search_metric", "ip"),
-                         rerank=getattr(m, "reranks", True))
+                         code_state=m.code_state(), search_metric=m.search_metric, rerank=m.reranks)
         if m.code_type == "sparse":
             from hashbench.benchmark.evaluate import sparse_metrics
             res = sparse_metrics(inp, m.bits, s=db_codes["buckets"].shape[1], ks=(1,))
