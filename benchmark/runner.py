@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 
 from hashbench import datasets as dataset_registry
+from hashbench import paths
 from hashbench.benchmark import data as data_mod
 from hashbench.benchmark import loggers as loggers_mod
 from hashbench.benchmark import resume, store
@@ -340,6 +341,10 @@ class RunRecord:
         """The mAP cutoff R of this run (``map_at``: protocol, all, or an int)."""
         return _map_cutoff(self.plan.harness["map_at"], self.loaded.protocol, len(self.loaded.split.database))
 
+    def _portable(self, text: str) -> str:
+        """``text`` with the data root, cache root and checkout written portably (:func:`paths.portable`)."""
+        return paths.portable(text, dataset_registry.data_root(self.req.data_root), dataset_registry.cache_dir())
+
     def context(self) -> dict[str, Any]:
         """The context columns every metric row of this run repeats (:func:`store.metric_rows`)."""
         req, fp = self.req, self.fp
@@ -353,11 +358,15 @@ class RunRecord:
         }
 
     def config(self) -> dict[str, Any]:
-        """The run's ``config.yaml``: request, resolved config, backbone, lengths, training."""
+        """The run's ``config.yaml``: request, resolved config, backbone, lengths, training; paths
+        relative to the data root, cache root or checkout, the data identified by its content
+        (``data_fingerprint``: :func:`data.content_fingerprint`)."""
         req, fp, method = self.req, self.fp, self.built.method
+        portable = self._portable
         return {
             "identity": self.identity or request_identity(req, self.loaded.protocol.name),
-            "request": {k: (str(v) if isinstance(v, Path) else v) for k, v in req.__dict__.items()},
+            "request": {k: portable(str(v)) if isinstance(v, Path) or k == "data_root" and v else v
+                        for k, v in req.__dict__.items()},
             "resolved": self.plan.config, "backbone": fp.backbone, "image_size": fp.image_size,
             "reference_features": f"{fp.reference}@{fp.reference_size}" if fp.reference_size else fp.reference,
             "frozen": fp.frozen, "code_type": self.plan.cls.code_type,
@@ -365,7 +374,8 @@ class RunRecord:
             "map_at": self.map_at,
             "evaluation_lengths": {int(b): dict(o) for b, o in method.evaluation_lengths().items()},
             "map_variant_default": DEFAULT_MAP, "training": self.trained.info,
-            "data_source": self.loaded.data.source, "device": self.device,
+            "data_source": portable(self.loaded.data.source),
+            "data_fingerprint": data_mod.content_fingerprint(self.loaded.data), "device": self.device,
             "method_hparams": _plain(dict(method.hparams))}
 
 

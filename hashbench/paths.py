@@ -12,3 +12,20 @@ REGRESS_BASELINE = RESULTS / "baselines" / "regress.csv"
 REGRESS_TOLERANCES = RESULTS / "baselines" / "tolerances.csv"
 #: Where regression-suite runs go (git-ignored; reports pass over it).
 REGRESS_WORK_DIR = RESULTS / "regress-runs"
+
+
+def portable(text: str, data_root: Path | str | None, cache_root: Path | str | None) -> str:
+    """``text`` with the machine's absolute roots written portably: the data root as
+    ``$HASHBENCH_DATA``, the cache root as ``$HASHBENCH_CACHE`` and the checkout's own folder as
+    a path relative to it (``/…/repo/results/runs`` → ``results/runs``); what lies elsewhere is
+    kept. The longest root is replaced first (a cache inside the checkout stays ``$HASHBENCH_CACHE``)."""
+    roots = []
+    for root, name in ((data_root, "$HASHBENCH_DATA"), (cache_root, "$HASHBENCH_CACHE"), (REPO_ROOT, ".")):
+        if root:
+            given = Path(root).expanduser()
+            roots += [(str(given), name), (str(given.resolve()), name)]
+    for root, name in sorted(set(roots), key=lambda r: -len(r[0])):
+        text = text.replace(root + "/", "" if name == "." else name + "/")
+        if text == root:
+            text = name
+    return text

@@ -61,6 +61,7 @@ def test_every_method_trains_and_writes_a_run(name, digits, runs_dir):
     assert split["sizes"]["query"] == 300 and len(split["sha256"]["database"]) == 64
     cfg = yaml.safe_load((path / "config.yaml").read_text())
     assert cfg["request"]["method"] == name
+    assert len(cfg["data_fingerprint"]) == 20 and cfg["method_hparams"]  # content hash; hyperparameters recorded
 
 
 def test_runs_are_never_overwritten(digits, runs_dir):
