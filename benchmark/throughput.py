@@ -39,12 +39,18 @@ STAGE_EPOCHS: dict[str, tuple[int, dict[str, Any]]] = {
 
 
 class BareBackbone(pl.LightningModule):
-    """The reference step: backbone → linear classifier, cross-entropy, SGD (momentum 0.9)."""
+    """The reference step: backbone → linear classifier, cross-entropy, SGD (momentum 0.9). It
+    answers the part of the method interface the timers read (:class:`HashingMethod`'s ``timers``
+    and ``stage``): no counters, one stage."""
 
     def __init__(self, backbone: nn.Module, n_classes: int, lr: float = 1e-3) -> None:
         super().__init__()
         self.backbone, self.lr = backbone, lr
         self.classifier = nn.Linear(backbone.out_dim, n_classes)
+        self.timers: dict[str, float] = {}
+
+    def stage(self, epoch: int) -> int:
+        return 1
 
     def training_step(self, batch, batch_idx: int):
         x, y = batch

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
 
 from hashbench.paths import REPO_ROOT, portable
 
