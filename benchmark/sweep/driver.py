@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hashbench.benchmark import resume
+from hashbench.paths import portable
 from hashbench.benchmark.sweep.executors import Task, make_executor
 from hashbench.benchmark.sweep.manifest import Manifest
 from hashbench.benchmark.sweep.spec import Cell, Sweep
@@ -45,7 +46,8 @@ def run_sweep(sweep: Sweep, executor: str, settings: dict[str, Any] | None = Non
     manifest = Manifest(sweep.state_dir)
     settings = {**sweep.executor[executor], **{k: v for k, v in (settings or {}).items() if v is not None}}
     engine = make_executor(executor, settings, sweep.state_dir, sweep.name)  # a missing package fails here
-    manifest.update_sweep(sweep=sweep.name, file=str(Path(sweep.path).resolve()), out=str(sweep.out),
+    here = lambda path: portable(str(path), None, None)  # noqa: E731  (the checkout's own paths relative)
+    manifest.update_sweep(sweep=sweep.name, file=here(Path(sweep.path).resolve()), out=here(sweep.out),
                           executor=executor, cells_total=len(sweep.cells))
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     t0 = time.time()
