@@ -27,7 +27,7 @@ SWEEP ?= sweeps/digits-4cell.yaml
 EXECUTOR ?= local
 SWEEP_ARGS ?=
 
-.PHONY: setup bench test mutation list report report-readme regress regress-accept regress-calibrate sweep sweep-status clean-venv
+.PHONY: setup bench test mutation list report report-readme docs-results docs-check docs docs-serve regress regress-accept regress-calibrate sweep sweep-status clean-venv
 
 $(STAMP): pyproject.toml
 	@echo "hashbench: creating $(VENV) (first use; torch is large, this takes a few minutes)"
@@ -63,6 +63,23 @@ README_RUNS := results/cifar10/runs $(sort $(wildcard results/sparse/runs/*_cifa
 
 report-readme: $(STAMP)  ## regenerate the README's CIFAR-10 table and figures from the committed runs
 	$(HASHBENCH) report $(README_RUNS) --out results/report/cifar10 --reference --compare drq hashnet
+
+docs-results: $(STAMP)  ## regenerate the docs' results pages, CLI reference and the README's table from the committed runs
+	$(PY) -m hashbench.docs_pages write
+
+docs-check: $(STAMP)  ## fail (with a diff) when a generated docs page or the README's table differs from the committed runs
+	$(PY) -m hashbench.docs_pages check
+
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(VENV)/bin/pip install -q -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)  ## build the documentation site strictly (a broken link or anchor fails) into site/
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs-serve: $(DOCS_STAMP)  ## serve the documentation site on localhost:8000
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 regress: $(STAMP)  ## run the regression suite and compare with results/baselines/regress.csv (fails when worse)
 	$(HASHBENCH) regress run $(REGRESS_ARGS)

@@ -1,5 +1,5 @@
 """Method and dataset plugins through entry points: a distribution built here (real ``.dist-info``
-metadata on ``sys.path``) whose method is the README's "Adding a method" example, verbatim, runs
+metadata on ``sys.path``) whose method is the docs' "Adding a method" example, verbatim, runs
 end to end on digits with its own YAML config and shows in ``list`` and ``report``; a broken plugin
 is reported in one line and the built-ins keep working."""
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hashbench.benchmark.cli import main
 from hashbench.methods import registry
 
 DEFAULT_VARIANT = "denominator=relevant_retrieved,empty=zero,ties=expected"
-README = Path(__file__).resolve().parent.parent / "README.md"
+ADDING_A_METHOD = Path(__file__).resolve().parent.parent / "docs" / "adding-a-method.md"
 
 DATASET_MODULE = '''
 from hashbench.datasets import digits
@@ -32,10 +32,10 @@ def tiny_digits():
 '''
 
 
-def readme_block(label: str) -> str:
-    """The fenced block that follows ``<!-- example-...: label -->`` in the README."""
-    match = re.search(rf"<!-- example-\w+: {re.escape(label)} -->\n```\w+\n(.*?)```", README.read_text(), re.S)
-    assert match, f"README has no example block {label}"
+def docs_block(label: str) -> str:
+    """The fenced block that follows ``<!-- example-...: label -->`` on the docs' "Adding a method" page."""
+    match = re.search(rf"<!-- example-\w+: {re.escape(label)} -->\n```\w+\n(.*?)```", ADDING_A_METHOD.read_text(), re.S)
+    assert match, f"{ADDING_A_METHOD.name} has no example block {label}"
     return match.group(1)
 
 
@@ -62,8 +62,8 @@ def plugin_site(tmp_path, monkeypatch):
     monkeypatch.setattr(methods, "PLUGIN_ERRORS", registry.PLUGIN_ERRORS)
     site = tmp_path / "site"
     write_distribution(site, "hashbench-linear-hash", {
-        "linear_hash/__init__.py": readme_block("linear_hash.py"),
-        "linear_hash/linear-hash.yaml": readme_block("linear-hash.yaml"),
+        "linear_hash/__init__.py": docs_block("linear_hash.py"),
+        "linear_hash/linear-hash.yaml": docs_block("linear-hash.yaml"),
         "linear_hash/tiny.py": DATASET_MODULE,
     }, {"hashbench.methods": {"linear-hash": "linear_hash:LinearHash"},
         "hashbench.datasets": {"tiny-digits": "linear_hash.tiny:tiny_digits"}})

@@ -68,7 +68,7 @@ def test_ray_sweep_joins_a_running_cluster(tmp_path):
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is Ray's switch that keeps loopback (a real cluster's
     head has a routable address and needs no switch). `ray start` turns on Ray's token
     authentication: the head and the sweep share a token (``RAY_AUTH_MODE=token``, the token file
-    in ``RAY_AUTH_TOKEN_PATH``), as the README tells cluster users."""
+    in ``RAY_AUTH_TOKEN_PATH``), as docs/sweeps.md tells cluster users."""
     token = tmp_path / "ray_token"
     token.write_text(secrets.token_hex(32))
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",

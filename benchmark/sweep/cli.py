@@ -9,7 +9,7 @@ def add_parser(sub) -> None:
     """Add the ``sweep`` subcommand to the CLI's subparsers."""
     s = sub.add_parser("sweep", help="run a grid of runs (a sweep file) locally, on SLURM or on Ray; resumable",
                        description="Run or inspect a sweep file (schema: hashbench/benchmark/sweep/spec.py and "
-                                   "the README's 'Running a grid on a cluster').")
+                                   "docs/sweeps.md).")
     s.add_argument("action", choices=["run", "status", "list"],
                    help="run: submit the unfinished cells and wait; status: done/running/failed/pending with the "
                         "tail of each failure's log; list: the cells and their commands")

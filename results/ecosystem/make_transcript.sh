@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates results/ecosystem/TRANSCRIPT.md: a fresh virtual environment with hashbench[hf]
 # installed from this checkout, Hugging Face `datasets` and `hashbench list` side by side, the
-# README's example method installed as a real plugin distribution and run through `hashbench run`
+# docs' example method installed as a real plugin distribution and run through `hashbench run`
 # and `hashbench report`, and an `hf:` dataset (digits written with `save_to_disk`) run end to end.
 # Usage: bash results/ecosystem/make_transcript.sh   (from the repository root; ~5 min on 2 cores)
 set -euo pipefail
@@ -38,9 +38,9 @@ run "venv/bin/pip list 2>/dev/null | grep -i -E '^(hashbench|datasets|pyarrow|to
 run "venv/bin/python -c 'import datasets, hashbench.datasets; print(\"Hugging Face datasets\", datasets.__version__, \"from\", datasets.__file__); print(\"hashbench.datasets from\", hashbench.datasets.__file__, \"- get_dataset:\", hashbench.datasets.get_dataset(\"digits\").description)'"
 run "venv/bin/hashbench list"
 
-say "## 2. A plugin method: the README's example, packaged and installed as its own distribution"
+say "## 2. A plugin method: the docs' example, packaged and installed as its own distribution"
 mkdir -p plugin/linear_hash
-python3 - "$REPO/README.md" plugin/linear_hash <<'PY'
+python3 - "$REPO/docs/adding-a-method.md" plugin/linear_hash <<'PY'
 import re, sys, pathlib
 text = pathlib.Path(sys.argv[1]).read_text()
 out = pathlib.Path(sys.argv[2])
