@@ -1,0 +1,498 @@
+"""Every configuration key reaches the code it names, and nothing else (issue 24).
+
+One row per key of every method's shipped YAML (``methods/configs/*.yaml``: ``default``,
+``datasets.*``, ``variants.*``, a ``base`` file's keys included), per constructor keyword of the
+trained methods, and per harness key (``benchmark.config.HARNESS_KEYS``). A row changes its key
+from the method's resolved digits configuration (plus the row's context) and names the
+observables (``tests/wiring_support.py``) that must change; every other observable must stay
+exactly the same. Most rows also check where the value landed (the group that got the rate,
+the solver argument that got the penalty, the step at which the schedule moves). A key in a
+shipped YAML without a row fails :func:`test_every_key_has_a_row`, naming the key.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pytest
+import torch
+
+import wiring_support as W
+from hashbench.benchmark.config import HARNESS_KEYS
+from hashbench.methods import get_method
+
+
+@dataclass(frozen=True)
+class Row:
+    """Changing ``key`` to ``value`` (on top of ``context``) must change exactly ``changes``,
+    may change ``may`` (values that depend on what the batch's solver happens to decide), and
+    must pass ``check(new observables, resolved config)``. ``extra[method]``: further
+    observables that must change for that method only."""
+
+    key: str
+    value: Any
+    changes: frozenset
+    may: frozenset = frozenset()
+    context: dict = field(default_factory=dict)
+    check: Callable | None = None
+    doc: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def R(key, value, changes, may=(), context=None, check=None, doc="", extra=None) -> Row:
+    return Row(key, value, frozenset(changes.split()), frozenset(may.split() if isinstance(may, str) else may),
+               context or {}, check, doc, {m: frozenset(v.split()) for m, v in (extra or {}).items()})
+
+
+# --------------------------------------------------------------------------- value checks
+def group(record, name):
+    """The parameter group called ``name`` of an optimiser record."""
+    return next(g for g in record["groups"] if g[0] == name)
+
+
+def groups_named(record) -> dict[str, tuple]:
+    return {g[0]: g for g in record["groups"]}
+
+
+def close(a, b) -> bool:
+    return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-15)
+
+
+def hashnet_rates(o, c):
+    """HashNet's Caffe multipliers: every group's lr and decay from lr, head_lr_mult,
+    bias_lr_mult, weight_decay, bias_decay_mult, norm_decay_mult."""
+    lr, wd = c["lr"], c["weight_decay"]
+    want = {"backbone_weight": (lr, wd), "backbone_norm": (lr, wd * c["norm_decay_mult"]),
+            "backbone_bias": (lr * c["bias_lr_mult"], wd * c["bias_decay_mult"]),
+            "head_weight": (lr * c["head_lr_mult"], wd),
+            "head_bias": (lr * c["head_lr_mult"] * c["bias_lr_mult"], wd * c["bias_decay_mult"])}
+    got = groups_named(o["optim"])
+    assert set(got) == set(want), got
+    for name, (rate, decay) in want.items():
+        assert close(got[name][1], rate) and close(got[name][2], decay), (name, got[name], rate, decay)
+
+
+def hashnet_optimizer(o, c):
+    assert o["optim"]["class"] == {"sgd": "SGD", "rmsprop": "RMSprop"}[c["optimizer"]]
+    if c["optimizer"] == "sgd":
+        extra = o["optim"]["groups"][0][5]
+        assert extra["momentum"] == c["momentum"] and extra["nesterov"] == bool(c["nesterov"]), extra
+
+
+def first_factors(schedule, n=1):
+    return [row[0] for row in schedule][:n]
+
+
+def warmup_check(key):
+    """The first step of every schedule in observable ``key`` runs at 1/W of its base rate."""
+    def check(o, c):
+        scheds = o[key] if isinstance(o[key][0][0], list) else [o[key]]
+        for s in scheds[:1]:
+            assert close(s[0][0], 1.0 / c["warmup_steps"]), s[0]
+    return check
+
+
+def hashnet_lr_step(o, c):
+    """lr = base·lr_gamma^⌊t / (lr_step·s)⌋ with s = T / schedule_iterations (auto)."""
+    s = W.EPOCHS * W.STEPS_PER_EPOCH / c.get("schedule_iterations", 10_000) if c["schedule_scale"] == "auto" \
+        else float(c["schedule_scale"])
+    for t, row in zip(W.NAMED_STEPS, o["schedule"]):
+        assert close(row[0], c["lr_gamma"] ** math.floor(t / (c["lr_step"] * s) + 1e-9)), (t, row)
+
+
+def hashnet_beta(o, c):
+    """β at the named steps (epoch 0): √(1 + γ·step·⌊t/(step·s)⌋)^power on the configured clock."""
+    if not c["continuation"] or c["beta_schedule"] != "iteration":
+        return
+    s = 1.0 if c["beta_clock"] == "original" else (
+        W.EPOCHS * W.STEPS_PER_EPOCH / c.get("schedule_iterations", 10_000) if c["schedule_scale"] == "auto"
+        else float(c["schedule_scale"]))
+    betas = o["beta"][::4]
+    for t, b in zip(W.NAMED_STEPS, betas):
+        n = math.floor(t / (c["beta_step"] * s) + 1e-9)
+        assert close(b, (1 + c["beta_gamma"] * c["beta_step"] * n) ** c["beta_power"]), (t, b)
+
+
+def hashnet_epoch_beta(o, c):
+    """β = √(⌊epoch / beta_epoch_step⌋ + 1) at epochs 0, 19, 20, 45."""
+    step = c.get("beta_epoch_step", constructor_default("hashnet", "beta_epoch_step"))
+    assert o["beta"][:4] == [math.sqrt(e // step + 1) for e in (0, 19, 20, 45)], o["beta"][:4]
+
+
+def constructor_default(method, key):
+    return inspect.signature(get_method(method).__init__).parameters[key].default
+
+
+def continuation_off(o, c):
+    assert set(o["beta"]) == {1.0}
+
+
+def dht_stage1(o, c):
+    """Stage 1: every group at stage1_lr (or lr); weight_decay on trunk + Embed weights,
+    backbone_weight_decay on the backbone's weights, none on 1-d parameters."""
+    lr1 = c["stage1_lr"] or c["lr"]
+    g = groups_named(o["optim1"])
+    assert all(close(x[1], lr1) for x in g.values()), g
+    assert close(g["fc_weight"][2], c["weight_decay"]) and close(g["backbone_weight"][2], c["backbone_weight_decay"]), g
+    assert g["fc_bias"][2] == 0.0 and g["backbone_bias"][2] == 0.0, g
+
+
+def dht_stage2(o, c):
+    """Stage 2: Hash at lr, backbone + trunk at trunk_lr_mult·lr, no decay."""
+    g = groups_named(o["optim2"])
+    assert close(g["hash"][1], c["lr"]) and close(g["trunk"][1], c["lr"] * c["trunk_lr_mult"]), g
+    assert g["hash"][2] == 0.0 and g["trunk"][2] == 0.0, g
+
+
+def dht_both_stages(o, c):
+    dht_stage1(o, c)
+    dht_stage2(o, c)
+
+
+def dht_decay(o, c):
+    """original: lr_decay_rate^⌊t / lr_decay_steps⌋ in both stages."""
+    for t, a, b in zip(W.NAMED_STEPS, o["schedule1"], o["schedule2"]):
+        want = c["lr_decay_rate"] ** (t // c["lr_decay_steps"])
+        assert close(a[0], want) and close(b[0], want), (t, a, b)
+
+
+def penalty(c):
+    return c["pairwise_penalty"] if c["pairwise_penalty"] is not None else {"triplet": 1.0, "npairs": 0.3}[c["loss"]]
+
+
+def solver_penalties(o, c):
+    """Every solver call gets λ = pairwise_penalty (the global one); grouped calls (cascade
+    levels ≥ 2) get λ_group = sibling_penalty; the last level's calls get s = sparsity."""
+    calls = o["solver"]
+    assert calls, "the solver was not called"
+    assert all(close(k["lam"], penalty(c)) for k in calls), calls
+    for k in calls:
+        if k["grouped"]:
+            assert close(k["lam_group"], c["sibling_penalty"]), calls
+    assert calls[-1]["s"] == c["sparsity"], calls
+
+
+def cascade_levels(o, c):
+    """L solver calls (one ungrouped, L − 1 grouped), the code over L·d outputs."""
+    calls = o["solver"]
+    assert len(calls) == c["levels"] and [k["grouped"] for k in calls] == [False] + [True] * (c["levels"] - 1), calls
+    assert o["layout"]["codes"]["bucket_scores"][0][1:] == (c["levels"], W.BITS["cascade-dht"]), o["layout"]
+
+
+def two_passes(o, c):
+    assert o["passes"] == (2 if c["two_pass"] else 1), o["passes"]
+
+
+def drq_groups(o, c):
+    """Encoder groups: lr × the multiplier of each group (defaults backbone weight 0.5, bias 1,
+    head weight 5, bias 10, updated by lr_multipliers); weight_decay on weights only; both
+    codebook optimisers at codebook_lr."""
+    mult = {"backbone_weight": 0.5, "backbone_bias": 1.0, "head_weight": 5.0, "head_bias": 10.0}
+    mult.update(c["lr_multipliers"] or {})
+    enc, a, b = o["optim"]
+    assert enc["class"] == {"momentum": "SGD", "adam": "Adam"}[c["encoder_optimizer"]], enc
+    for name, g in groups_named(enc).items():
+        assert close(g[1], c["lr"] * mult[name]), (name, g)
+        assert close(g[2], c["weight_decay"] if name.endswith("_weight") else 0.0), (name, g)
+        if c["encoder_optimizer"] == "momentum":
+            assert g[5]["momentum"] == c["momentum"], g
+    assert close(a["groups"][0][1], c["codebook_lr"]) and close(b["groups"][0][1], c["codebook_lr"]), (a, b)
+
+
+def drq_decay(o, c):
+    """Codebooks A and B: lr_decay_rate^(t / lr_decay_steps) (not staircase); the encoder too
+    under lr_schedule original without warm-up."""
+    for t, *rows in zip(W.NAMED_STEPS, *o["schedule"]):
+        want = c["lr_decay_rate"] ** (t / c["lr_decay_steps"])
+        assert close(rows[1][0], want) and close(rows[2][0], want), (t, rows)
+        if c["lr_schedule"] == "original" and not c["warmup_steps"]:
+            assert close(rows[0][0], want), (t, rows)
+
+
+def drq_layout(o, c):
+    """K codewords, M = n_steps or bits / log2 K steps, every prefix m·log2 K evaluated."""
+    k = c["codebook_size"]
+    step = k.bit_length() - 1
+    m = c["n_steps"] or W.BITS["drq"] // step
+    assert o["layout"]["lengths"] == {i * step: {"prefix": i} for i in range(1, m + 1)}, o["layout"]
+    assert o["layout"]["state"]["codebooks"][:2] == (m, k), o["layout"]
+
+
+def drq_stages(o, c):
+    """Stages by epoch over E = schedule_epochs (or the Trainer's), boundaries ⌊f·E⌋."""
+    from hashbench.methods.drq import stage_of_epoch
+
+    e = c["schedule_epochs"] or W.EPOCHS
+    want = [stage_of_epoch(i, e, c["stage_fractions"], c["skip_boundary_epochs"]) for i in range(W.EPOCHS)]
+    assert [s for s, _ in o["stages"]] == want, o["stages"]
+
+
+def dht_stages(o, c):
+    from hashbench.methods.dht import stage1_epochs
+
+    n1 = stage1_epochs(W.EPOCHS, c["stage1_fraction"])
+    assert [s for s, _ in o["stages"]] == [1 if i < n1 else 2 for i in range(W.EPOCHS)], o["stages"]
+
+
+def harness_value(field_name, expected):
+    """The harness observable ``field_name`` equals ``expected(config)``."""
+    def check(o, c):
+        assert o[field_name] == expected(c), (field_name, o[field_name], expected(c))
+    return check
+
+
+# --------------------------------------------------------------------------- the table
+HASHNET = [
+    R("optimizer", "rmsprop", "optim", check=hashnet_optimizer, doc="optimiser class SGD → RMSprop"),
+    R("lr", 0.005, "optim", check=hashnet_rates, doc="every group's lr = lr × its multipliers"),
+    R("momentum", 0.5, "optim", check=hashnet_optimizer, doc="SGD momentum"),
+    R("nesterov", True, "optim", check=hashnet_optimizer, doc="SGD nesterov flag"),
+    R("weight_decay", 1e-3, "optim", check=hashnet_rates, doc="weights' decay (biases × bias_decay_mult)"),
+    R("head_lr_mult", 4, "optim", check=hashnet_rates, doc="fch weight lr × m, fch bias × m × bias_lr_mult"),
+    R("bias_lr_mult", 3, "optim", check=hashnet_rates, doc="biases' lr multiplier"),
+    R("bias_decay_mult", 1, "optim", check=hashnet_rates, doc="biases' decay multiplier"),
+    R("norm_decay_mult", 1, "optim", check=hashnet_rates, doc="BatchNorm scales' decay multiplier"),
+    R("lr_step", 1000, "schedule", check=hashnet_lr_step, doc="lr halvings every lr_step·s steps"),
+    R("lr_gamma", 0.1, "schedule", check=hashnet_lr_step, doc="factor of each lr step"),
+    R("schedule_scale", 0.01, "schedule beta", check=lambda o, c: (hashnet_lr_step(o, c), hashnet_beta(o, c)),
+      doc="clock s of the lr steps and of β (auto → number)"),
+    R("schedule_iterations", 5000, "schedule beta", check=lambda o, c: (hashnet_lr_step(o, c), hashnet_beta(o, c)),
+      doc="auto: s = T / schedule_iterations (constructor keyword)"),
+    R("lr_schedule", "cosine", "schedule", check=lambda o, c: close(o["schedule"][-3][0], 0.0) or pytest.fail(),
+      doc="lr factor by schedule (cosine reaches 0 at T = 200)"),
+    R("warmup_steps", 10, "schedule", check=warmup_check("schedule"), doc="first step at base/W"),
+    R("beta_clock", "original", "beta", check=hashnet_beta, doc="β on the unscaled 200-step clock"),
+    R("alpha", 0.5, "loss grad", doc="t = α⟨h_i, h_j⟩ (and the 2/α gradient scale)"),
+    R("threshold", 3.0, "loss grad", context={"alpha": 2.0}, doc="t ≥ threshold branch (context α = 2)"),
+    R("class_num", 3.0, "loss grad", doc="similar-pair weight"),
+    R("weighting", "none", "loss grad", doc="pair weights"),
+    R("pairs", "in_batch", "loss grad", doc="which pairs are scored"),
+    R("continuous_similarity", False, "grad", doc="backward-only 4·cos² factor: gradient changes, loss not"),
+    R("caffe_grad_scale", False, "grad", doc="backward-only 2/α factor: gradient changes, loss not"),
+    R("continuation", False, "beta", check=continuation_off, doc="β fixed at 1"),
+    R("beta_schedule", "epoch", "beta", check=hashnet_epoch_beta, doc="β by epoch"),
+    R("beta_step", 100, "beta", check=hashnet_beta, doc="β step (iterations)"),
+    R("beta_gamma", 0.01, "beta", check=hashnet_beta, doc="β gamma"),
+    R("beta_power", 1.0, "beta", check=hashnet_beta, doc="β power"),
+    R("beta_epoch_step", 10, "beta", context={"beta_schedule": "epoch"}, check=hashnet_epoch_beta,
+      doc="β epoch step (context beta_schedule epoch)"),
+]
+
+DHT = [
+    R("hidden_dims", [32], "network optim1 optim2 loss1 loss2 embed", may="codes labels",
+      doc="trunk fc layers"),
+    R("dropout", 0.3, "network", doc="trunk dropout p (eval-mode losses unchanged)"),
+    R("embed_dim", 16, "network optim1 loss1 embed", extra={"dht-th": "layout"},
+      doc="Embed width m (dht-th's codes are its top-s)"),
+    R("sparsity", 2, "layout solver", may="codes labels loss2", check=solver_penalties,
+      doc="s active buckets: code layout and the solver's s"),
+    R("loss", "npairs", "loss1 loss2 solver embed", may="codes labels", check=solver_penalties,
+      doc="triplet → N-pairs in both stages; default λ 0.3"),
+    R("pairwise_penalty", 0.5, "solver", may="codes labels loss2", check=solver_penalties,
+      doc="solver λ (global)"),
+    R("metric_margin", 0.1, "loss1", doc="stage-1 triplet margin"),
+    R("npairs_reg", 0.1, "loss1", context={"loss": "npairs"}, doc="stage-1 N-pairs regulariser (context npairs)"),
+    R("weight_decay", 1e-3, "optim1", check=dht_stage1, doc="stage-1 decay of trunk + Embed weights"),
+    R("backbone_weight_decay", 1e-3, "optim1", check=dht_stage1, doc="stage-1 decay of the backbone's weights"),
+    R("lr", 0.01, "optim1 optim2", check=dht_both_stages, doc="stage-2 Hash lr (and stage 1 when stage1_lr null)"),
+    R("stage1_lr", 0.002, "optim1", check=dht_stage1, doc="stage-1 lr of every group"),
+    R("trunk_lr_mult", 0.5, "optim2", check=dht_stage2, doc="stage-2 trunk lr = lr × mult"),
+    R("lr_decay_rate", 0.5, "schedule1 schedule2", context={"lr_decay_steps": 50}, check=dht_decay,
+      doc="stair factor (context lr_decay_steps 50)"),
+    R("lr_decay_steps", 50, "schedule1 schedule2", check=dht_decay, doc="stair length"),
+    R("lr_schedule", "cosine", "schedule1 schedule2", doc="both stages' schedule"),
+    R("warmup_steps", 10, "schedule1 schedule2", check=warmup_check("schedule1"), doc="both stages' warm-up"),
+    R("hash_margin", 0.5, "loss2", doc="stage-2 code-masked triplet margin"),
+    R("hash_npairs_reg", 0.1, "loss2", context={"loss": "npairs"}, doc="stage-2 N-pairs regulariser"),
+    R("stage1_fraction", 0.25, "stages", check=dht_stages, doc="stage of each epoch"),
+    R("two_pass", True, "passes", check=two_passes, doc="forward passes per stage-2 step"),
+    R("rerank", "hash", "embed", doc="re-ranking representation"),
+]
+
+CASCADE = DHT + [
+    R("levels", 3, "network layout optim2 solver codes labels loss2", check=cascade_levels,
+      doc="L levels: L·d hash outputs, L solver calls"),
+    R("sibling_penalty", 5.0, "solver", may="codes labels loss2", check=solver_penalties,
+      doc="λ_group of the grouped solver calls only"),
+    R("labels", "static", "labels", may="loss2", doc="labels of the masked loss"),
+]
+
+DRQ = [
+    R("codebook_size", 16, "network layout init loss optim", check=drq_layout, doc="K: layout and codebook"),
+    R("n_steps", 4, "network layout init loss optim", check=drq_layout, doc="M steps: layout, scales"),
+    R("feature_dim", 48, "network layout init loss grad optim", doc="quantised feature width D"),
+    R("hidden_dims", [32], "network init loss grad optim", doc="head fc layers"),
+    R("dropout", 0.3, "network", doc="dropout p (eval-mode losses unchanged)"),
+    R("class_vectors", [[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.5, 0.5, 1.0], [1.0, 1.0, 0.0]],
+      "network init loss grad optim", doc="semantic targets (constructor keyword)"),
+    R("triplet_margin", 1.0, "loss", may="grad", doc="triplet margin (the gradient only where the hinge's active set moves)"),
+    R("semantic_weight", 0.5, "loss", doc="ℓ_s weight (z9 path, not the quantised feature's gradient)"),
+    R("triplet_weight", 0.5, "loss grad", doc="ℓ_t weight"),
+    R("tau", 0.5, "loss", doc="codebook objective τ (stages 2-3)"),
+    R("mu", 0.5, "loss", doc="codebook objective μ"),
+    R("nu", 0.5, "loss", doc="codebook objective ν"),
+    R("encoder_optimizer", "adam", "optim", check=drq_groups, doc="encoder SGD → Adam"),
+    R("lr", 0.05, "optim", check=drq_groups, doc="encoder groups' lr"),
+    R("momentum", 0.5, "optim", check=drq_groups, doc="encoder momentum"),
+    R("lr_multipliers", {"head_weight": 2.0}, "optim", check=drq_groups, doc="encoder group multipliers"),
+    R("weight_decay", 1e-3, "optim", check=drq_groups, doc="encoder weights' decay only"),
+    R("codebook_lr", 0.05, "optim", check=drq_groups, doc="codebook A and B lr"),
+    R("lr_decay_rate", 0.5, "schedule", check=drq_decay, doc="exponential decay rate (all three)"),
+    R("lr_decay_steps", 500, "schedule", check=drq_decay, doc="exponential decay length (all three)"),
+    R("lr_schedule", "cosine", "schedule", check=drq_decay, doc="encoder schedule; codebooks keep the decay"),
+    R("warmup_steps", 10, "schedule", check=lambda o, c: (warmup_check("schedule")(o, c), drq_decay(o, c)),
+      doc="encoder warm-up; codebooks keep the decay"),
+    R("init_std", 0.1, "init loss", doc="codebook and w init σ"),
+    R("schedule_epochs", 16, "stages", check=drq_stages, doc="E of the stage schedule"),
+    R("stage_fractions", [0.25, 0.5], "stages", check=drq_stages, doc="stage boundaries"),
+    R("skip_boundary_epochs", True, "stages", check=drq_stages, doc="boundary epochs skipped"),
+    R("end_to_end", True, "grad", doc="codebook losses reach the feature's gradient"),
+    R("selection", "any_epoch", "stages", doc="selectable epochs"),
+]
+
+CLOSED_FORM = {"itq": [R("n_iter", 5, "fitted", may="codes", doc="ITQ rotation iterations")],
+               "rq": [R("max_beam_size", 1, "codes", may="fitted", doc="faiss beam width")]}
+
+#: harness rows: run through benchmark.runner with a non-frozen digits model (context frozen false)
+HARNESS_CONTEXT = {"frozen": False}
+HARNESS = [
+    R("epochs", 3, "fit.epochs", check=harness_value("fit.epochs", lambda c: 3), doc="Trainer max_epochs"),
+    R("batch_size", 32, "train_loader", doc="training loader batch size"),
+    R("backbone", "small-cnn", "build fit.method_backbone", may="batchnorm",
+      doc="backbone built for the method"),
+    R("frozen", True, "build batchnorm train_loader eval_loaders fit.method_backbone",
+      doc="features once + identity backbone"),
+    R("pretrained", True, "build", doc="build_backbone(pretrained=)"),
+    R("batchnorm", "frozen", "batchnorm", check=harness_value("batchnorm", lambda c: ("frozen", "frozen")),
+      doc="Backbone.set_batchnorm policy"),
+    R("head_warmup_epochs", 2, "fit.head_warmup_epochs", doc="fit(head_warmup_epochs=)"),
+    R("image_size", 16, "build", doc="build_backbone(image_size=)"),
+    R("augment", "crop", "train_loader", doc="training items' augmentation mode"),
+    R("pipeline", "per_item", "train_loader eval_loaders", doc="ImageBatches → ImageItems"),
+    R("num_workers", 1, "train_loader eval_loaders", doc="DataLoader workers"),
+    R("precision", "bf16-mixed", "fit.precision", doc="Trainer precision"),
+    R("channels_last", True, "layout train_loader eval_loaders", doc="set_layout + batches' memory format"),
+    R("compile", True, "layout", doc="set_layout(compile=)"),
+    R("sampler", "other", "train_loader", doc="random ↔ class_balanced sampler"),
+    R("classes_per_batch", 5, "train_loader", doc="class-balanced classes per batch"),
+    R("images_per_class", 4, "train_loader", doc="class-balanced images per class"),
+    R("map_at", 100, "map_at", check=harness_value("map_at", lambda c: (100, 100)), doc="mAP cutoff"),
+]
+
+TABLE: dict[str, dict[str, Row]] = {
+    "hashnet": {r.key: r for r in HASHNET}, "dht": {r.key: r for r in DHT}, "dht-th": {r.key: r for r in DHT},
+    "dht-vq": {r.key: r for r in DHT}, "cascade-dht": {r.key: r for r in CASCADE}, "drq": {r.key: r for r in DRQ},
+    **{m: {r.key: r for r in rows} for m, rows in CLOSED_FORM.items()}}
+HARNESS_ROWS = {r.key: r for r in HARNESS}
+
+
+def constructor_keys(method: str) -> set[str]:
+    """Keyword arguments of the method's constructor (and its bases') beyond bits/n_classes/backbone."""
+    keys = set()
+    for cls in get_method(method).__mro__:
+        if "__init__" in vars(cls) and cls.__module__.startswith("hashbench.methods."):
+            keys |= {p.name for p in inspect.signature(cls.__init__).parameters.values()
+                     if p.kind == p.KEYWORD_ONLY}
+    return keys - {"bits", "n_classes", "backbone"}
+
+
+def keys_of(method: str) -> set[str]:
+    """The keys a method's row set must cover: its YAML's, its constructor's, and for a
+    trained method every harness key."""
+    keys = W.yaml_keys(method) | constructor_keys(method)
+    if get_method(method).requires_training:
+        keys |= set(HARNESS_KEYS)
+    return keys
+
+
+def row_for(method: str, key: str) -> Row | None:
+    return HARNESS_ROWS.get(key) if key in HARNESS_KEYS else TABLE.get(method, {}).get(key)
+
+
+CASES = [(m, k) for m in W.config_methods() for k in sorted(keys_of(m))]
+
+
+def test_every_key_has_a_row():
+    """A key in any shipped YAML (or a constructor keyword, or a harness key) without a row fails."""
+    missing = [f"{m}: {k}" for m, k in CASES if row_for(m, k) is None]
+    assert not missing, "configuration keys without a wiring row: " + ", ".join(missing)
+
+
+# --------------------------------------------------------------------------- running a row
+_CACHE: dict = {}
+
+
+def observe(kind: str, method: str, overrides: dict, loaded=None, tmp=None) -> dict[str, Any]:
+    """Observables of one configuration (cached per configuration)."""
+    key = (kind, method, repr(sorted(overrides.items())))
+    if key not in _CACHE:
+        if kind == "method":
+            _CACHE[key] = W.method_observables(method, overrides)
+        else:
+            until = "map" if "map_at" in overrides else "fit"
+            rec = W.harness_probe(method, overrides, loaded, tmp, until=until)
+            _CACHE[key] = flatten_probe(rec)
+    return _CACHE[key]
+
+
+def flatten_probe(rec: dict) -> dict[str, Any]:
+    """The probe's record as named observables (the loaders made before training only)."""
+    loaders = rec["loaders"][:rec.get("loaders_at_fit", len(rec["loaders"]))]
+    out = {"build": rec["build"], "batchnorm": rec.get("batchnorm"), "layout": rec.get("layout"),
+           "train_loader": [x for x in loaders if x[2]],
+           "eval_loaders": [x for x in loaders if not x[2]], "map_at": rec.get("map_at")}
+    out.update({f"fit.{k}": v for k, v in (rec.get("fit") or {}).items()})
+    return out
+
+
+def changed_value(row: Row, base_cfg: dict):
+    """The row's value; for ``sampler`` the other of random / class_balanced, for ``pretrained``
+    the other boolean."""
+    if row.key == "sampler":
+        return "random" if base_cfg["sampler"] == "class_balanced" else "class_balanced"
+    if row.key == "pretrained":
+        return not base_cfg["pretrained"]
+    return row.value
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the tiny tensors here are many times faster so on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    from hashbench.benchmark import runner
+
+    return runner.load_data("digits", None, 0, None), tmp_path_factory.mktemp("wiring-runs")
+
+
+@pytest.mark.parametrize("method,key", CASES, ids=[f"{m}:{k}" for m, k in CASES])
+def test_key_reaches_what_it_names(method, key, digits):
+    """Changing ``key`` changes exactly the observables its row names, and passes its check."""
+    row = row_for(method, key)
+    if row is None:
+        pytest.fail(f"{method}: key {key!r} has no wiring row")
+    harness = key in HARNESS_KEYS
+    kind = "harness" if harness else "method"
+    context = {**(HARNESS_CONTEXT if harness else {}), **row.context}
+    base_cfg = W.resolved(method, context)
+    value = changed_value(row, base_cfg)
+    assert base_cfg.get(key, inspect.Parameter.empty) != value, f"{method}.{key}: the row's value is the baseline's"
+    loaded, tmp = digits
+    base = observe(kind, method, context, loaded, tmp)
+    new = observe(kind, method, {**context, key: value}, loaded, tmp)
+    changed = {name for name in base if base[name] != new[name]}
+    must = row.changes | row.extra.get(method, frozenset())
+    if harness and not get_method(method).model_selection:
+        must = must - {"eval_loaders"}          # no validation loaders are built without selection
+    assert must <= changed, f"{method}.{key}={value!r} left unchanged: {sorted(must - changed)}"
+    assert changed <= must | row.may, f"{method}.{key}={value!r} also changed: {sorted(changed - must - row.may)}"
+    if row.check is not None:
+        row.check(new, W.resolved(method, {**context, key: value}))
