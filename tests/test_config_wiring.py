@@ -60,7 +60,7 @@ def close(a, b) -> bool:
     return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-15)
 
 
-def hashnet_rates(o, c):
+def hashnet_rates(o, c, m=None):
     """HashNet's Caffe multipliers: every group's lr and decay from lr, head_lr_mult,
     bias_lr_mult, weight_decay, bias_decay_mult, norm_decay_mult."""
     lr, wd = c["lr"], c["weight_decay"]
@@ -74,7 +74,7 @@ def hashnet_rates(o, c):
         assert close(got[name][1], rate) and close(got[name][2], decay), (name, got[name], rate, decay)
 
 
-def hashnet_optimizer(o, c):
+def hashnet_optimizer(o, c, m=None):
     assert o["optim"]["class"] == {"sgd": "SGD", "rmsprop": "RMSprop"}[c["optimizer"]]
     if c["optimizer"] == "sgd":
         extra = o["optim"]["groups"][0][5]
@@ -87,14 +87,14 @@ def first_factors(schedule, n=1):
 
 def warmup_check(key):
     """The first step of every schedule in observable ``key`` runs at 1/W of its base rate."""
-    def check(o, c):
+    def check(o, c, m=None):
         scheds = o[key] if isinstance(o[key][0][0], list) else [o[key]]
         for s in scheds[:1]:
             assert close(s[0][0], 1.0 / c["warmup_steps"]), s[0]
     return check
 
 
-def hashnet_lr_step(o, c):
+def hashnet_lr_step(o, c, m=None):
     """lr = base·lr_gamma^⌊t / (lr_step·s)⌋ with s = T / schedule_iterations (auto)."""
     s = W.EPOCHS * W.STEPS_PER_EPOCH / c.get("schedule_iterations", 10_000) if c["schedule_scale"] == "auto" \
         else float(c["schedule_scale"])
@@ -102,7 +102,7 @@ def hashnet_lr_step(o, c):
         assert close(row[0], c["lr_gamma"] ** math.floor(t / (c["lr_step"] * s) + 1e-9)), (t, row)
 
 
-def hashnet_beta(o, c):
+def hashnet_beta(o, c, m=None):
     """β at the named steps (epoch 0): √(1 + γ·step·⌊t/(step·s)⌋)^power on the configured clock."""
     if not c["continuation"] or c["beta_schedule"] != "iteration":
         return
@@ -115,7 +115,7 @@ def hashnet_beta(o, c):
         assert close(b, (1 + c["beta_gamma"] * c["beta_step"] * n) ** c["beta_power"]), (t, b)
 
 
-def hashnet_epoch_beta(o, c):
+def hashnet_epoch_beta(o, c, m=None):
     """β = √(⌊epoch / beta_epoch_step⌋ + 1) at epochs 0, 19, 20, 45."""
     step = c.get("beta_epoch_step", constructor_default("hashnet", "beta_epoch_step"))
     assert o["beta"][:4] == [math.sqrt(e // step + 1) for e in (0, 19, 20, 45)], o["beta"][:4]
@@ -125,11 +125,11 @@ def constructor_default(method, key):
     return inspect.signature(get_method(method).__init__).parameters[key].default
 
 
-def continuation_off(o, c):
+def continuation_off(o, c, m=None):
     assert set(o["beta"]) == {1.0}
 
 
-def dht_stage1(o, c):
+def dht_stage1(o, c, m=None):
     """Stage 1: every group at stage1_lr (or lr); weight_decay on trunk + Embed weights,
     backbone_weight_decay on the backbone's weights, none on 1-d parameters."""
     lr1 = c["stage1_lr"] or c["lr"]
@@ -139,19 +139,19 @@ def dht_stage1(o, c):
     assert g["fc_bias"][2] == 0.0 and g["backbone_bias"][2] == 0.0, g
 
 
-def dht_stage2(o, c):
+def dht_stage2(o, c, m=None):
     """Stage 2: Hash at lr, backbone + trunk at trunk_lr_mult·lr, no decay."""
     g = groups_named(o["optim2"])
     assert close(g["hash"][1], c["lr"]) and close(g["trunk"][1], c["lr"] * c["trunk_lr_mult"]), g
     assert g["hash"][2] == 0.0 and g["trunk"][2] == 0.0, g
 
 
-def dht_both_stages(o, c):
+def dht_both_stages(o, c, m=None):
     dht_stage1(o, c)
     dht_stage2(o, c)
 
 
-def dht_decay(o, c):
+def dht_decay(o, c, m=None):
     """original: lr_decay_rate^⌊t / lr_decay_steps⌋ in both stages."""
     for t, a, b in zip(W.NAMED_STEPS, o["schedule1"], o["schedule2"]):
         want = c["lr_decay_rate"] ** (t // c["lr_decay_steps"])
@@ -162,30 +162,31 @@ def penalty(c):
     return c["pairwise_penalty"] if c["pairwise_penalty"] is not None else {"triplet": 1.0, "npairs": 0.3}[c["loss"]]
 
 
-def solver_penalties(o, c):
+def solver_penalties(o, c, m=None):
     """Every solver call gets λ = pairwise_penalty (the global one); grouped calls (cascade
     levels ≥ 2) get λ_group = sibling_penalty; the last level's calls get s = sparsity."""
     calls = o["solver"]
     assert calls, "the solver was not called"
-    assert all(close(k["lam"], penalty(c)) for k in calls), calls
     for k in calls:
+        assert close(k["lam"], penalty(c)), f"solver lam = {k['lam']}, pairwise_penalty is {penalty(c)}: {calls}"
         if k["grouped"]:
-            assert close(k["lam_group"], c["sibling_penalty"]), calls
-    assert calls[-1]["s"] == c["sparsity"], calls
+            assert close(k["lam_group"], c["sibling_penalty"]), \
+                f"solver lam_group = {k['lam_group']}, sibling_penalty is {c['sibling_penalty']}: {calls}"
+    assert calls[-1]["s"] == c["sparsity"], f"last solver call s = {calls[-1]['s']}, sparsity is {c['sparsity']}"
 
 
-def cascade_levels(o, c):
+def cascade_levels(o, c, m=None):
     """L solver calls (one ungrouped, L − 1 grouped), the code over L·d outputs."""
     calls = o["solver"]
     assert len(calls) == c["levels"] and [k["grouped"] for k in calls] == [False] + [True] * (c["levels"] - 1), calls
     assert o["layout"]["codes"]["bucket_scores"][0][1:] == (c["levels"], W.BITS["cascade-dht"]), o["layout"]
 
 
-def two_passes(o, c):
+def two_passes(o, c, m=None):
     assert o["passes"] == (2 if c["two_pass"] else 1), o["passes"]
 
 
-def drq_groups(o, c):
+def drq_groups(o, c, m=None):
     """Encoder groups: lr × the multiplier of each group (defaults backbone weight 0.5, bias 1,
     head weight 5, bias 10, updated by lr_multipliers); weight_decay on weights only; both
     codebook optimisers at codebook_lr."""
@@ -201,7 +202,7 @@ def drq_groups(o, c):
     assert close(a["groups"][0][1], c["codebook_lr"]) and close(b["groups"][0][1], c["codebook_lr"]), (a, b)
 
 
-def drq_decay(o, c):
+def drq_decay(o, c, m=None):
     """Codebooks A and B: lr_decay_rate^(t / lr_decay_steps) (not staircase); the encoder too
     under lr_schedule original without warm-up."""
     for t, *rows in zip(W.NAMED_STEPS, *o["schedule"]):
@@ -211,7 +212,7 @@ def drq_decay(o, c):
             assert close(rows[0][0], want), (t, rows)
 
 
-def drq_layout(o, c):
+def drq_layout(o, c, m=None):
     """K codewords, M = n_steps or bits / log2 K steps, every prefix m·log2 K evaluated."""
     k = c["codebook_size"]
     step = k.bit_length() - 1
@@ -220,7 +221,7 @@ def drq_layout(o, c):
     assert o["layout"]["state"]["codebooks"][:2] == (m, k), o["layout"]
 
 
-def drq_stages(o, c):
+def drq_stages(o, c, m=None):
     """Stages by epoch over E = schedule_epochs (or the Trainer's), boundaries ⌊f·E⌋."""
     from hashbench.methods.drq import stage_of_epoch
 
@@ -229,7 +230,7 @@ def drq_stages(o, c):
     assert [s for s, _ in o["stages"]] == want, o["stages"]
 
 
-def dht_stages(o, c):
+def dht_stages(o, c, m=None):
     from hashbench.methods.dht import stage1_epochs
 
     n1 = stage1_epochs(W.EPOCHS, c["stage1_fraction"])
@@ -238,9 +239,104 @@ def dht_stages(o, c):
 
 def harness_value(field_name, expected):
     """The harness observable ``field_name`` equals ``expected(config)``."""
-    def check(o, c):
+    def check(o, c, m=None):
         assert o[field_name] == expected(c), (field_name, o[field_name], expected(c))
     return check
+
+
+def close_rel(a, b, tol=1e-6) -> bool:
+    return math.isclose(float(a), float(b), rel_tol=tol, abs_tol=1e-9)
+
+
+def hashnet_loss(o, c, m=None):
+    """The loss and its gradient on the fixed codes equal HashNet's pairwise likelihood called
+    with the configured α (10/K when null), class_num (measured on the batch when null),
+    threshold, weighting, pairs, continuous similarity and Caffe gradient scale 2/α."""
+    from hashbench.methods import hashnet as H
+
+    bits = W.BITS["hashnet"]
+    h, y = W.hashnet_codes(bits)
+    h.requires_grad_(True)
+    alpha = c["alpha"] if c["alpha"] is not None else 10.0 / bits
+    class_num = c["class_num"] if c["class_num"] is not None else H.similar_pair_ratio(y.numpy())
+    torch.manual_seed(3)
+    i1, i2 = H.two_stream_split(len(h)) if c["pairs"] == "two_stream" else (slice(None), slice(None))
+    loss = H.pairwise_likelihood_loss(h[i1], h[i2], y[i1], y[i2], alpha, class_num=class_num,
+                                      threshold=c["threshold"], weighting=c["weighting"],
+                                      continuous_similarity=c["continuous_similarity"],
+                                      grad_scale=2.0 / alpha if c["caffe_grad_scale"] else 1.0)
+    loss.backward()
+    loss = loss.detach()
+    assert close_rel(o["loss"], loss), f"loss {o['loss']} != pairwise_likelihood_loss with the config: {float(loss)}"
+    assert o["grad"] == W.values(h.grad), "gradient differs from pairwise_likelihood_loss with the config"
+
+
+def dht_loss1(o, c, m):
+    """Stage 1: the semi-hard triplet on the normalised Embed output with margin metric_margin,
+    or N-pairs with npairs_reg."""
+    from hashbench.methods import metric_losses as ML
+    from hashbench.methods.dht import anchor_positive_pairs
+
+    model = W.build(m, c)
+    x, y = W.tiny_batch()
+    ids = y.argmax(1)
+    with torch.no_grad():
+        e = model.embed_head(model.head_input(x))
+        if c["loss"] == "triplet":
+            want = ML.semihard_triplet_from_distances(ML.sq_euclidean_normalised(e), *ML.label_masks(ids),
+                                                      c["metric_margin"])
+        else:
+            a, p = anchor_positive_pairs(ids)
+            want = ML.npairs_loss(e[a], e[p], ids[a], c["npairs_reg"])
+    assert close_rel(o["loss1"], want), f"stage-1 loss {o['loss1']} != {float(want)} with the configured margin/reg"
+
+
+def dht_loss2(o, c, m):
+    """Stage 2: Σ over levels of the code-masked triplet (margin hash_margin) on each level's
+    normalised slice, or code-masked N-pairs (hash_npairs_reg), given the codes and labels the
+    step handed the loss."""
+    from hashbench.methods import metric_losses as ML
+    from hashbench.methods.dht import anchor_positive_pairs
+
+    model = W.build(m, c)
+    x, y = W.tiny_batch()
+    ids = y.argmax(1)
+    codes, labels = torch.tensor(o["codes"]), torch.tensor(o["labels"]).long()
+    d, levels = W.BITS[m], (c["levels"] if m == "cascade-dht" else 1)
+    total = 0.0
+    with torch.no_grad():
+        f = model.hash_output(x)
+        for level in range(levels):
+            sl = slice(level * d, (level + 1) * d)
+            lab = labels[:, level] if labels.ndim == 2 else labels
+            if c["loss"] == "triplet":
+                dist = ML.masked_l1_distances(torch.nn.functional.normalize(f[:, sl], dim=1), codes[:, sl])
+                total += float(ML.semihard_triplet_from_distances(dist, *ML.label_masks(lab), c["hash_margin"]))
+            else:
+                a, p = anchor_positive_pairs(ids)
+                total += float(ML.npairs_loss(f[a, sl], f[p, sl], lab[a], c["hash_npairs_reg"], codes=codes[a, sl]))
+    assert close_rel(o["loss2"], total), f"stage-2 loss {o['loss2']} != {total} with the configured margin/reg"
+
+
+def drq_loss(o, c, m=None):
+    """Every stage's loss = semantic_weight·ℓ_s + triplet_weight·ℓ_t (ℓ_t the semi-hard
+    triplet with triplet_margin on the features), plus from stage 2 on τ(E_s + μE_h + νE_j) of
+    the logged parts."""
+    from hashbench.methods import drq_losses as L
+
+    model = W.build("drq", c)
+    x, y = W.tiny_batch()
+    with torch.no_grad():
+        feats, _ = model.features(x)
+        l_tri = L.semihard_triplet_loss(feats, y, c["triplet_margin"])
+    for tag, parts in o["loss"].items():
+        assert close_rel(parts["train/loss_triplet"], l_tri), f"triplet {parts['train/loss_triplet']} != {float(l_tri)}"
+        want = c["semantic_weight"] * parts["train/loss_semantic"] + c["triplet_weight"] * parts["train/loss_triplet"]
+        if tag != "1":
+            k = "B" if tag == "3B" else "A"
+            want += c["tau"] * (parts[f"train/E_soft_{k}"] + c["mu"] * parts[f"train/E_hard_{k}"]
+                                + c["nu"] * parts[f"train/E_joint_{k}"])
+        assert close_rel(parts["loss"], want), f"stage {tag} loss {parts['loss']} != {want} from the configured weights"
 
 
 # --------------------------------------------------------------------------- the table
@@ -256,21 +352,21 @@ HASHNET = [
     R("norm_decay_mult", 1, "optim", check=hashnet_rates, doc="BatchNorm scales' decay multiplier"),
     R("lr_step", 1000, "schedule", check=hashnet_lr_step, doc="lr halvings every lr_step·s steps"),
     R("lr_gamma", 0.1, "schedule", check=hashnet_lr_step, doc="factor of each lr step"),
-    R("schedule_scale", 0.01, "schedule beta", check=lambda o, c: (hashnet_lr_step(o, c), hashnet_beta(o, c)),
+    R("schedule_scale", 0.01, "schedule beta", check=lambda o, c, m=None: (hashnet_lr_step(o, c), hashnet_beta(o, c)),
       doc="clock s of the lr steps and of β (auto → number)"),
-    R("schedule_iterations", 5000, "schedule beta", check=lambda o, c: (hashnet_lr_step(o, c), hashnet_beta(o, c)),
+    R("schedule_iterations", 5000, "schedule beta", check=lambda o, c, m=None: (hashnet_lr_step(o, c), hashnet_beta(o, c)),
       doc="auto: s = T / schedule_iterations (constructor keyword)"),
-    R("lr_schedule", "cosine", "schedule", check=lambda o, c: close(o["schedule"][-3][0], 0.0) or pytest.fail(),
+    R("lr_schedule", "cosine", "schedule", check=lambda o, c, m=None: close(o["schedule"][-3][0], 0.0) or pytest.fail(),
       doc="lr factor by schedule (cosine reaches 0 at T = 200)"),
     R("warmup_steps", 10, "schedule", check=warmup_check("schedule"), doc="first step at base/W"),
     R("beta_clock", "original", "beta", check=hashnet_beta, doc="β on the unscaled 200-step clock"),
-    R("alpha", 0.5, "loss grad", doc="t = α⟨h_i, h_j⟩ (and the 2/α gradient scale)"),
-    R("threshold", 3.0, "loss grad", context={"alpha": 2.0}, doc="t ≥ threshold branch (context α = 2)"),
-    R("class_num", 3.0, "loss grad", doc="similar-pair weight"),
-    R("weighting", "none", "loss grad", doc="pair weights"),
-    R("pairs", "in_batch", "loss grad", doc="which pairs are scored"),
-    R("continuous_similarity", False, "grad", doc="backward-only 4·cos² factor: gradient changes, loss not"),
-    R("caffe_grad_scale", False, "grad", doc="backward-only 2/α factor: gradient changes, loss not"),
+    R("alpha", 0.5, "loss grad", check=hashnet_loss, doc="t = α⟨h_i, h_j⟩ (and the 2/α gradient scale)"),
+    R("threshold", 3.0, "loss grad", check=hashnet_loss, context={"alpha": 2.0}, doc="t ≥ threshold branch (context α = 2)"),
+    R("class_num", 3.0, "loss grad", check=hashnet_loss, doc="similar-pair weight"),
+    R("weighting", "none", "loss grad", check=hashnet_loss, doc="pair weights"),
+    R("pairs", "in_batch", "loss grad", check=hashnet_loss, doc="which pairs are scored"),
+    R("continuous_similarity", False, "grad", check=hashnet_loss, doc="backward-only 4·cos² factor: gradient changes, loss not"),
+    R("caffe_grad_scale", False, "grad", check=hashnet_loss, doc="backward-only 2/α factor: gradient changes, loss not"),
     R("continuation", False, "beta", check=continuation_off, doc="β fixed at 1"),
     R("beta_schedule", "epoch", "beta", check=hashnet_epoch_beta, doc="β by epoch"),
     R("beta_step", 100, "beta", check=hashnet_beta, doc="β step (iterations)"),
@@ -292,8 +388,8 @@ DHT = [
       doc="triplet → N-pairs in both stages; default λ 0.3"),
     R("pairwise_penalty", 0.5, "solver", may="codes labels loss2", check=solver_penalties,
       doc="solver λ (global)"),
-    R("metric_margin", 0.1, "loss1", doc="stage-1 triplet margin"),
-    R("npairs_reg", 0.1, "loss1", context={"loss": "npairs"}, doc="stage-1 N-pairs regulariser (context npairs)"),
+    R("metric_margin", 0.1, "loss1", check=dht_loss1, doc="stage-1 triplet margin"),
+    R("npairs_reg", 0.1, "loss1", context={"loss": "npairs"}, check=dht_loss1, doc="stage-1 N-pairs regulariser (context npairs)"),
     R("weight_decay", 1e-3, "optim1", check=dht_stage1, doc="stage-1 decay of trunk + Embed weights"),
     R("backbone_weight_decay", 1e-3, "optim1", check=dht_stage1, doc="stage-1 decay of the backbone's weights"),
     R("lr", 0.01, "optim1 optim2", check=dht_both_stages, doc="stage-2 Hash lr (and stage 1 when stage1_lr null)"),
@@ -304,8 +400,8 @@ DHT = [
     R("lr_decay_steps", 50, "schedule1 schedule2", check=dht_decay, doc="stair length"),
     R("lr_schedule", "cosine", "schedule1 schedule2", doc="both stages' schedule"),
     R("warmup_steps", 10, "schedule1 schedule2", check=warmup_check("schedule1"), doc="both stages' warm-up"),
-    R("hash_margin", 0.5, "loss2", doc="stage-2 code-masked triplet margin"),
-    R("hash_npairs_reg", 0.1, "loss2", context={"loss": "npairs"}, doc="stage-2 N-pairs regulariser"),
+    R("hash_margin", 0.5, "loss2", check=dht_loss2, doc="stage-2 code-masked triplet margin"),
+    R("hash_npairs_reg", 0.1, "loss2", context={"loss": "npairs"}, check=dht_loss2, doc="stage-2 N-pairs regulariser"),
     R("stage1_fraction", 0.25, "stages", check=dht_stages, doc="stage of each epoch"),
     R("two_pass", True, "passes", check=two_passes, doc="forward passes per stage-2 step"),
     R("rerank", "hash", "embed", doc="re-ranking representation"),
@@ -316,7 +412,7 @@ CASCADE = DHT + [
       doc="L levels: L·d hash outputs, L solver calls"),
     R("sibling_penalty", 5.0, "solver", may="codes labels loss2", check=solver_penalties,
       doc="λ_group of the grouped solver calls only"),
-    R("labels", "static", "labels", may="loss2", doc="labels of the masked loss"),
+    R("labels", "static", "labels", may="loss2", check=dht_loss2, doc="labels of the masked loss"),
 ]
 
 DRQ = [
@@ -327,12 +423,12 @@ DRQ = [
     R("dropout", 0.3, "network", doc="dropout p (eval-mode losses unchanged)"),
     R("class_vectors", [[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.5, 0.5, 1.0], [1.0, 1.0, 0.0]],
       "network init loss grad optim", doc="semantic targets (constructor keyword)"),
-    R("triplet_margin", 1.0, "loss", may="grad", doc="triplet margin (the gradient only where the hinge's active set moves)"),
-    R("semantic_weight", 0.5, "loss", doc="ℓ_s weight (z9 path, not the quantised feature's gradient)"),
-    R("triplet_weight", 0.5, "loss grad", doc="ℓ_t weight"),
-    R("tau", 0.5, "loss", doc="codebook objective τ (stages 2-3)"),
-    R("mu", 0.5, "loss", doc="codebook objective μ"),
-    R("nu", 0.5, "loss", doc="codebook objective ν"),
+    R("triplet_margin", 1.0, "loss", check=drq_loss, may="grad", doc="triplet margin (the gradient only where the hinge's active set moves)"),
+    R("semantic_weight", 0.5, "loss", check=drq_loss, doc="ℓ_s weight (z9 path, not the quantised feature's gradient)"),
+    R("triplet_weight", 0.5, "loss grad", check=drq_loss, doc="ℓ_t weight"),
+    R("tau", 0.5, "loss", check=drq_loss, doc="codebook objective τ (stages 2-3)"),
+    R("mu", 0.5, "loss", check=drq_loss, doc="codebook objective μ"),
+    R("nu", 0.5, "loss", check=drq_loss, doc="codebook objective ν"),
     R("encoder_optimizer", "adam", "optim", check=drq_groups, doc="encoder SGD → Adam"),
     R("lr", 0.05, "optim", check=drq_groups, doc="encoder groups' lr"),
     R("momentum", 0.5, "optim", check=drq_groups, doc="encoder momentum"),
@@ -342,7 +438,7 @@ DRQ = [
     R("lr_decay_rate", 0.5, "schedule", check=drq_decay, doc="exponential decay rate (all three)"),
     R("lr_decay_steps", 500, "schedule", check=drq_decay, doc="exponential decay length (all three)"),
     R("lr_schedule", "cosine", "schedule", check=drq_decay, doc="encoder schedule; codebooks keep the decay"),
-    R("warmup_steps", 10, "schedule", check=lambda o, c: (warmup_check("schedule")(o, c), drq_decay(o, c)),
+    R("warmup_steps", 10, "schedule", check=lambda o, c, m=None: (warmup_check("schedule")(o, c), drq_decay(o, c)),
       doc="encoder warm-up; codebooks keep the decay"),
     R("init_std", 0.1, "init loss", doc="codebook and w init σ"),
     R("schedule_epochs", 16, "stages", check=drq_stages, doc="E of the stage schedule"),
@@ -495,4 +591,4 @@ def test_key_reaches_what_it_names(method, key, digits):
     assert must <= changed, f"{method}.{key}={value!r} left unchanged: {sorted(must - changed)}"
     assert changed <= must | row.may, f"{method}.{key}={value!r} also changed: {sorted(changed - must - row.may)}"
     if row.check is not None:
-        row.check(new, W.resolved(method, {**context, key: value}))
+        row.check(new, W.resolved(method, {**context, key: value}), method)

@@ -144,13 +144,18 @@ def values(x) -> Any:
 
 
 # --------------------------------------------------------------------------- HashNet
+def hashnet_codes(bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed relaxed codes h = tanh(3·N(0, 1)) (16, bits) and the tiny batch's labels."""
+    g = torch.Generator().manual_seed(7)
+    return torch.tanh(3 * torch.randn(N_CLASSES * PER_CLASS, bits, generator=g)), tiny_batch()[1]
+
+
 def hashnet_observables(model) -> dict[str, Any]:
     """HashNet: network, layout, optimiser groups, lr factors and β at the named steps and
     epochs, and the loss and its gradient on fixed relaxed codes h (16 × 16, |h| ≈ 0.9)."""
     x, y = tiny_batch()
     opt = model.configure_optimizers()
-    g = torch.Generator().manual_seed(7)
-    h = torch.tanh(3 * torch.randn(len(x), model.bits, generator=g)).requires_grad_(True)
+    h = hashnet_codes(model.bits)[0].requires_grad_(True)
     model.on_training_data(y.numpy())
     torch.manual_seed(3)                      # the two-stream permutation
     loss = model.loss_on(h, y)
