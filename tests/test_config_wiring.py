@@ -237,11 +237,31 @@ def dht_stages(o, c, m=None):
     assert [s for s, _ in o["stages"]] == [1 if i < n1 else 2 for i in range(W.EPOCHS)], o["stages"]
 
 
-def harness_value(field_name, expected):
-    """The harness observable ``field_name`` equals ``expected(config)``."""
+def field_is(field_name, expected):
+    """The harness observable ``field_name`` equals ``expected``."""
     def check(o, c, m=None):
-        assert o[field_name] == expected(c), (field_name, o[field_name], expected(c))
+        assert o[field_name] == expected, (field_name, o[field_name], expected)
     return check
+
+
+def loader_arg(index, expected):
+    """Argument/attribute ``index`` of the training loader record equals ``expected``."""
+    def check(o, c, m=None):
+        assert o["train_loader"][0][index] == expected, o["train_loader"]
+    return check
+
+
+def backbone_is(name):
+    """The method trains on a backbone called ``name``."""
+    def check(o, c, m=None):
+        assert o["fit.method_backbone"][0] == name, o["fit.method_backbone"]
+    return check
+
+
+def dropout_is(o, c, m=None):
+    """Every dropout layer of the method has p = dropout."""
+    ps = [p for _, kind, _, p in o["network"] if kind == "Dropout"]
+    assert ps and all(p == c["dropout"] for p in ps), ps
 
 
 def close_rel(a, b, tol=1e-6) -> bool:
@@ -379,7 +399,7 @@ HASHNET = [
 DHT = [
     R("hidden_dims", [32], "network optim1 optim2 loss1 loss2 embed", may="codes labels",
       doc="trunk fc layers"),
-    R("dropout", 0.3, "network", doc="trunk dropout p (eval-mode losses unchanged)"),
+    R("dropout", 0.3, "network", check=dropout_is, doc="trunk dropout p (eval-mode losses unchanged)"),
     R("embed_dim", 16, "network optim1 loss1 embed", extra={"dht-th": "layout"},
       doc="Embed width m (dht-th's codes are its top-s)"),
     R("sparsity", 2, "layout solver", may="codes labels loss2", check=solver_penalties,
@@ -420,7 +440,7 @@ DRQ = [
     R("n_steps", 4, "network layout init loss optim", check=drq_layout, doc="M steps: layout, scales"),
     R("feature_dim", 48, "network layout init loss grad optim", doc="quantised feature width D"),
     R("hidden_dims", [32], "network init loss grad optim", doc="head fc layers"),
-    R("dropout", 0.3, "network", doc="dropout p (eval-mode losses unchanged)"),
+    R("dropout", 0.3, "network", check=dropout_is, doc="dropout p (eval-mode losses unchanged)"),
     R("class_vectors", [[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.5, 0.5, 1.0], [1.0, 1.0, 0.0]],
       "network init loss grad optim", doc="semantic targets (constructor keyword)"),
     R("triplet_margin", 1.0, "loss", check=drq_loss, may="grad", doc="triplet margin (the gradient only where the hinge's active set moves)"),
@@ -454,27 +474,39 @@ CLOSED_FORM = {"itq": [R("n_iter", 5, "fitted", may="codes", doc="ITQ rotation i
 #: harness rows: run through benchmark.runner with a non-frozen digits model (context frozen false)
 HARNESS_CONTEXT = {"frozen": False}
 HARNESS = [
-    R("epochs", 3, "fit.epochs", check=harness_value("fit.epochs", lambda c: 3), doc="Trainer max_epochs"),
-    R("batch_size", 32, "train_loader", doc="training loader batch size"),
-    R("backbone", "small-cnn", "build fit.method_backbone", may="batchnorm",
+    R("epochs", 3, "fit.epochs", check=field_is("fit.epochs", 3), doc="Trainer max_epochs"),
+    R("batch_size", 32, "train_loader", check=loader_arg(1, 32), extra=dict.fromkeys(("hashnet", "drq"), "train_batch"),
+      doc="training loader batch size (random sampler: the batches; class-balanced: classes × images)"),
+    R("backbone", "small-cnn", "build fit.method_backbone", may="batchnorm", check=backbone_is("small-cnn"),
       doc="backbone built for the method"),
-    R("frozen", True, "build batchnorm train_loader eval_loaders fit.method_backbone",
-      doc="features once + identity backbone"),
-    R("pretrained", True, "build", doc="build_backbone(pretrained=)"),
-    R("batchnorm", "frozen", "batchnorm", check=harness_value("batchnorm", lambda c: ("frozen", "frozen")),
+    R("frozen", True, "build batchnorm train_loader eval_loaders fit.method_backbone train_batch",
+      check=backbone_is("identity"), doc="features once + identity backbone"),
+    R("pretrained", True, "build", check=lambda o, c, m=None: o["build"][-1][1] == c["pretrained"] or pytest.fail(str(o["build"])),
+      doc="build_backbone(pretrained=)"),
+    R("batchnorm", "frozen", "batchnorm", check=field_is("batchnorm", ("frozen", "frozen")),
       doc="Backbone.set_batchnorm policy"),
-    R("head_warmup_epochs", 2, "fit.head_warmup_epochs", doc="fit(head_warmup_epochs=)"),
-    R("image_size", 16, "build", doc="build_backbone(image_size=)"),
-    R("augment", "crop", "train_loader", doc="training items' augmentation mode"),
-    R("pipeline", "per_item", "train_loader eval_loaders", doc="ImageBatches → ImageItems"),
-    R("num_workers", 1, "train_loader eval_loaders", doc="DataLoader workers"),
-    R("precision", "bf16-mixed", "fit.precision", doc="Trainer precision"),
-    R("channels_last", True, "layout train_loader eval_loaders", doc="set_layout + batches' memory format"),
-    R("compile", True, "layout", doc="set_layout(compile=)"),
-    R("sampler", "other", "train_loader", doc="random ↔ class_balanced sampler"),
-    R("classes_per_batch", 5, "train_loader", doc="class-balanced classes per batch"),
-    R("images_per_class", 4, "train_loader", doc="class-balanced images per class"),
-    R("map_at", 100, "map_at", check=harness_value("map_at", lambda c: (100, 100)), doc="mAP cutoff"),
+    R("head_warmup_epochs", 2, "fit.head_warmup_epochs", check=field_is("fit.head_warmup_epochs", 2),
+      doc="fit(head_warmup_epochs=)"),
+    R("image_size", 16, "build train_batch", check=lambda o, c, m=None: o["train_batch"][2][-1] == 16 or pytest.fail(str(o)),
+      doc="build_backbone(image_size=) and the batches' side"),
+    R("augment", "crop", "train_loader", check=lambda o, c, m=None: o["train_loader"][0][0][1] == "crop" or pytest.fail(str(o)),
+      doc="training items' augmentation mode"),
+    R("pipeline", "per_item", "train_loader eval_loaders",
+      check=lambda o, c, m=None: o["train_loader"][0][0][0] == "ImageItems" or pytest.fail(str(o)), doc="ImageBatches → ImageItems"),
+    R("num_workers", 1, "train_loader eval_loaders", context={"pipeline": "per_item"}, check=loader_arg(7, 1),
+      doc="DataLoader workers (context pipeline per_item: the batched one runs in-process)"),
+    R("precision", "bf16-mixed", "fit.precision", check=field_is("fit.precision", "bf16-mixed"), doc="Trainer precision"),
+    R("channels_last", True, "layout train_loader eval_loaders", check=field_is("layout", (True, False)),
+      doc="set_layout + batches' memory format"),
+    R("compile", True, "layout", check=field_is("layout", (False, True)), doc="set_layout(compile=)"),
+    R("sampler", "other", "train_loader train_batch", doc="random ↔ class_balanced: the first batch"),
+    R("classes_per_batch", 5, "train_loader train_batch", context={"sampler": "class_balanced"},
+      check=lambda o, c, m=None: o["train_batch"][:2] == (5 * c["images_per_class"], 5) or pytest.fail(str(o["train_batch"])),
+      doc="classes in a class-balanced batch (context class_balanced)"),
+    R("images_per_class", 4, "train_loader train_batch", context={"sampler": "class_balanced"},
+      check=lambda o, c, m=None: o["train_batch"][0] == 4 * min(c["classes_per_batch"] or 10, 10) or pytest.fail(str(o["train_batch"])),
+      doc="items per class in a class-balanced batch (context class_balanced)"),
+    R("map_at", 100, "map_at", check=field_is("map_at", (100, 100)), doc="mAP cutoff R"),
 ]
 
 TABLE: dict[str, dict[str, Row]] = {
@@ -538,7 +570,8 @@ def flatten_probe(rec: dict) -> dict[str, Any]:
     loaders = rec["loaders"][:rec.get("loaders_at_fit", len(rec["loaders"]))]
     out = {"build": rec["build"], "batchnorm": rec.get("batchnorm"), "layout": rec.get("layout"),
            "train_loader": [x for x in loaders if x[2]],
-           "eval_loaders": [x for x in loaders if not x[2]], "map_at": rec.get("map_at")}
+           "eval_loaders": [x for x in loaders if not x[2]], "map_at": rec.get("map_at"),
+           "train_batch": rec.get("train_batch")}
     out.update({f"fit.{k}": v for k, v in (rec.get("fit") or {}).items()})
     return out
 

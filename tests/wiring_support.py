@@ -303,14 +303,20 @@ def _dataset_record(ds) -> tuple:
     return (type(ds).__name__, aug, getattr(ds, "channels_last", None))
 
 
+def first_batch(loader) -> tuple[int, int, tuple]:
+    """(items, distinct classes, one item's shape) of a training loader's first batch."""
+    xb, yb = next(iter(loader))
+    return len(yb), int((yb.sum(0) > 0).sum()), tuple(xb.shape[1:])
+
+
 def harness_probe(method: str, overrides: dict[str, Any], loaded, out_dir, until: str = "fit") -> dict[str, Any]:
     """Run ``benchmark.runner``'s real run of ``method`` on digits (``loaded``) with
     ``overrides``, the tiny way: everything up to the Trainer runs (configuration resolution,
     backbone builds, BatchNorm policy, data pipeline, loaders, layout), then ``fit`` is replaced
     by a recorder that stops the run (``until="fit"``) or returns an untrained model whose codes
     the run encodes until it computes the mAP cutoff (``until="map"``). Returns what reached
-    ``build_backbone``, ``Backbone.set_batchnorm``, ``make_loader``, ``set_layout``, ``fit`` and
-    the mAP cutoff."""
+    ``build_backbone``, ``Backbone.set_batchnorm``, ``make_loader`` (its arguments, the loader's
+    workers, the training loader's first batch), ``set_layout``, ``fit`` and the mAP cutoff."""
     from hashbench.benchmark import runner
 
     rec: dict[str, Any] = {"build": [], "loaders": []}
@@ -330,9 +336,12 @@ def harness_probe(method: str, overrides: dict[str, Any], loaded, out_dir, until
     def on_loader(real):
         def make_loader(x, labels, batch_size, shuffle, seed, sampler="random", classes_per_batch=None,
                         images_per_class=2, num_workers=0):
+            loader = real(x, labels, batch_size, shuffle, seed, sampler, classes_per_batch, images_per_class, num_workers)
             rec["loaders"].append((_dataset_record(x), batch_size, shuffle, sampler, classes_per_batch,
-                                   images_per_class, num_workers))
-            return real(x, labels, batch_size, shuffle, seed, sampler, classes_per_batch, images_per_class, num_workers)
+                                   images_per_class, num_workers, loader.num_workers))
+            if shuffle:
+                rec["train_batch"] = first_batch(loader)
+            return loader
         return make_loader
 
     def on_layout(real):
