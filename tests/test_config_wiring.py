@@ -251,6 +251,24 @@ def loader_arg(index, expected):
     return check
 
 
+def batch_sizes(value):
+    """The training loader gets batch_size, the evaluation loaders max(batch_size, 256); under
+    the random sampler the first training batch has batch_size items."""
+    def check(o, c, m=None):
+        assert o["train_loader"][0][1] == value, o["train_loader"]
+        assert all(x[1] == max(value, 256) for x in o["eval_loaders"]), o["eval_loaders"]
+        if c["sampler"] == "random":
+            assert o["train_batch"][0] == value, o["train_batch"]
+    return check
+
+
+def drq_selection(o, c, m=None):
+    """any_epoch: every trained epoch (stage ≠ 0) is selectable; final_stage: the final stage's."""
+    final = o["stages"][-1][0]
+    for stage, ok in o["stages"]:
+        assert ok == (stage != 0 if c["selection"] == "any_epoch" else stage == final), o["stages"]
+
+
 def backbone_is(name):
     """The method trains on a backbone called ``name``."""
     def check(o, c, m=None):
@@ -465,7 +483,7 @@ DRQ = [
     R("stage_fractions", [0.25, 0.5], "stages", check=drq_stages, doc="stage boundaries"),
     R("skip_boundary_epochs", True, "stages", check=drq_stages, doc="boundary epochs skipped"),
     R("end_to_end", True, "grad", doc="codebook losses reach the feature's gradient"),
-    R("selection", "any_epoch", "stages", doc="selectable epochs"),
+    R("selection", "any_epoch", "stages", check=drq_selection, doc="selectable epochs"),
 ]
 
 CLOSED_FORM = {"itq": [R("n_iter", 5, "fitted", may="codes", doc="ITQ rotation iterations")],
@@ -475,8 +493,10 @@ CLOSED_FORM = {"itq": [R("n_iter", 5, "fitted", may="codes", doc="ITQ rotation i
 HARNESS_CONTEXT = {"frozen": False}
 HARNESS = [
     R("epochs", 3, "fit.epochs", check=field_is("fit.epochs", 3), doc="Trainer max_epochs"),
-    R("batch_size", 32, "train_loader", check=loader_arg(1, 32), extra=dict.fromkeys(("hashnet", "drq"), "train_batch"),
-      doc="training loader batch size (random sampler: the batches; class-balanced: classes × images)"),
+    R("batch_size", 512, "train_loader eval_loaders", check=batch_sizes(512),
+      extra=dict.fromkeys(("hashnet", "drq"), "train_batch"),
+      doc="training loader batch (random sampler: the batches; class-balanced: classes × images), "
+          "evaluation loaders max(batch_size, 256)"),
     R("backbone", "small-cnn", "build fit.method_backbone", may="batchnorm", check=backbone_is("small-cnn"),
       doc="backbone built for the method"),
     R("frozen", True, "build batchnorm train_loader eval_loaders fit.method_backbone train_batch",
