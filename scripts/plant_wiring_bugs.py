@@ -105,21 +105,20 @@ def plant(dest: Path, bug: Bug) -> None:
     path.write_text(text.replace(bug.old, bug.new))
 
 
-def failed_rows(junit: Path) -> tuple[int, list[str]]:
-    """(tests run, ids of failed or errored tests) from a JUnit XML report."""
-    root = ET.parse(junit).getroot()
-    cases = root.iter("testcase")
-    run, failed = 0, []
-    for case in cases:
-        run += 1
-        if case.find("failure") is not None or case.find("error") is not None:
-            name = case.get("name", "")
-            failed.append(name[name.index("[") + 1:-1] if "[" in name else name)
-    return run, failed
+def junit_outcomes(junit: Path) -> dict[str, str]:
+    """Test id (``method:key`` for a row) → ``pass`` / ``fail`` / ``skip`` from a JUnit XML report."""
+    out = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        name = case.get("name", "")
+        name = name[name.index("[") + 1:-1] if "[" in name else name
+        bad = case.find("failure") is not None or case.find("error") is not None
+        out[name] = "fail" if bad else "skip" if case.find("skipped") is not None else "pass"
+    return out
 
 
-def run_wiring_test(bug: Bug | None) -> dict:
-    """Copy, plant ``bug`` (None: the control), run the wiring test; the CSV row."""
+def run_wiring_test(bug: Bug | None) -> tuple[dict[str, str], dict]:
+    """Copy, plant ``bug`` (None: the control), run the wiring test: (outcome of every test,
+    the CSV row)."""
     with tempfile.TemporaryDirectory(prefix="wiring-bug-") as tmp:
         dest = Path(tmp)
         copy_tree(dest)
@@ -134,12 +133,39 @@ def run_wiring_test(bug: Bug | None) -> dict:
         seconds = time.time() - t0
         if not junit.exists():
             raise RuntimeError(f"{bug.name if bug else 'control'}: pytest wrote no report\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
-        run, failed = failed_rows(junit)
-    return {"bug": bug.name if bug else "none (control)", "file": bug.path if bug else "",
+        outcomes = junit_outcomes(junit)
+    failed = [name for name, outcome in outcomes.items() if outcome == "fail"]
+    run = len(outcomes)
+    return outcomes, {"bug": bug.name if bug else "none (control)", "file": bug.path if bug else "",
             "description": bug.description if bug else "unpatched code",
             "replacement": f"{bug.old} -> {bug.new}" if bug else "",
             "exit_status": proc.returncode, "rows_run": run, "rows_failed": len(failed),
             "failed_rows": ";".join(failed), "seconds": round(seconds, 1)}
+
+
+def _cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def wiring_table(outcomes: dict[str, str]) -> str:
+    """Markdown table of every row of the wiring test: method, key, the value it is changed to
+    (and the context), the observables that must / may change, the value check, the outcome."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import test_config_wiring as T
+
+    lines = ["| method | key | changed to (context) | must change | may change | value check | result |",
+             "|---|---|---|---|---|---|---|"]
+    for method, key in T.CASES:
+        row = T.row_for(method, key)
+        harness = key in T.HARNESS_KEYS
+        context = {**(T.HARNESS_CONTEXT if harness else {}), **row.context}
+        must = sorted(row.changes | row.extra.get(method, frozenset()))
+        check = " ".join((row.check.__doc__ or "value asserted").split()) if row.check else ""
+        value = f"{row.value!r}" + (f" ({', '.join(f'{k}={v!r}' for k, v in context.items())})" if context else "")
+        lines.append("| " + " | ".join(_cell(x) for x in (
+            method, key, value, " ".join(must), " ".join(sorted(row.may)) or "-",
+            f"{row.doc}; {check}" if row.check else row.doc, outcomes.get(f"{method}:{key}", "not run"))) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def git_revision() -> str:
@@ -149,35 +175,44 @@ def git_revision() -> str:
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def write_csv(path: Path, rows: list[dict], overwrite: bool) -> None:
-    """Write ``rows`` atomically; FileExistsError for an existing file without ``overwrite``."""
+def write_text(path: Path, text: str, overwrite: bool) -> None:
+    """Write ``text`` atomically; FileExistsError for an existing file without ``overwrite``."""
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_csv(path: Path, rows: list[dict], overwrite: bool) -> None:
+    """Write ``rows`` as CSV atomically (see :func:`write_text`)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    write_text(path, buf.getvalue(), overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "wiring" / "planted_bugs.csv")
     parser.add_argument("--bugs", nargs="*", help="names of the bugs to plant (default: all)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
+    parser.add_argument("--table", type=Path, help="also write the markdown table of every row with the control's results")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing CSV / table")
     args = parser.parse_args(argv)
     chosen = [b for b in BUGS if not args.bugs or b.name in args.bugs]
     stamp, revision = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), git_revision()
-    rows = []
+    rows, control = [], {}
     for bug in [None, *chosen]:
-        row = run_wiring_test(bug)
+        outcomes, row = run_wiring_test(bug)
+        control = control or outcomes
         rows.append({**row, "git_revision": revision, "timestamp": stamp})
         print(f"{row['bug']}: exit {row['exit_status']}, {row['rows_failed']}/{row['rows_run']} rows failed: "
               f"{row['failed_rows'] or '-'} ({row['seconds']} s)", flush=True)
     write_csv(args.out, rows, args.overwrite)
+    if args.table:
+        write_text(args.table, wiring_table(control), args.overwrite)
     control_ok = rows[0]["rows_failed"] == 0
     caught = all(r["rows_failed"] > 0 for r in rows[1:])
     return 0 if control_ok and caught else 1

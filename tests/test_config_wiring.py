@@ -11,6 +11,7 @@ shipped YAML without a row fails :func:`test_every_key_has_a_row`, naming the ke
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -47,6 +48,12 @@ def R(key, value, changes, may=(), context=None, check=None, doc="", extra=None)
 
 
 # --------------------------------------------------------------------------- value checks
+def described(text: str, check: Callable) -> Callable:
+    """``check`` with ``text`` as its docstring (the table's "value check" column)."""
+    check.__doc__ = text
+    return check
+
+
 def group(record, name):
     """The parameter group called ``name`` of an optimiser record."""
     return next(g for g in record["groups"] if g[0] == name)
@@ -87,6 +94,7 @@ def first_factors(schedule, n=1):
 
 def warmup_check(key):
     """The first step of every schedule in observable ``key`` runs at 1/W of its base rate."""
+    @functools.wraps(warmup_check)
     def check(o, c, m=None):
         scheds = o[key] if isinstance(o[key][0][0], list) else [o[key]]
         for s in scheds[:1]:
@@ -241,19 +249,20 @@ def field_is(field_name, expected):
     """The harness observable ``field_name`` equals ``expected``."""
     def check(o, c, m=None):
         assert o[field_name] == expected, (field_name, o[field_name], expected)
-    return check
+    return described(f"{field_name} == {expected!r}", check)
 
 
 def loader_arg(index, expected):
     """Argument/attribute ``index`` of the training loader record equals ``expected``."""
     def check(o, c, m=None):
         assert o["train_loader"][0][index] == expected, o["train_loader"]
-    return check
+    return described(f"training loader record[{index}] == {expected!r}", check)
 
 
 def batch_sizes(value):
     """The training loader gets batch_size, the evaluation loaders max(batch_size, 256); under
     the random sampler the first training batch has batch_size items."""
+    @functools.wraps(batch_sizes)
     def check(o, c, m=None):
         assert o["train_loader"][0][1] == value, o["train_loader"]
         assert all(x[1] == max(value, 256) for x in o["eval_loaders"]), o["eval_loaders"]
@@ -273,7 +282,7 @@ def backbone_is(name):
     """The method trains on a backbone called ``name``."""
     def check(o, c, m=None):
         assert o["fit.method_backbone"][0] == name, o["fit.method_backbone"]
-    return check
+    return described(f"the method trains on backbone {name!r}", check)
 
 
 def dropout_is(o, c, m=None):
@@ -390,21 +399,30 @@ HASHNET = [
     R("norm_decay_mult", 1, "optim", check=hashnet_rates, doc="BatchNorm scales' decay multiplier"),
     R("lr_step", 1000, "schedule", check=hashnet_lr_step, doc="lr halvings every lr_step·s steps"),
     R("lr_gamma", 0.1, "schedule", check=hashnet_lr_step, doc="factor of each lr step"),
-    R("schedule_scale", 0.01, "schedule beta", check=lambda o, c, m=None: (hashnet_lr_step(o, c), hashnet_beta(o, c)),
+    R("schedule_scale", 0.01, "schedule beta",
+      check=described('lr steps and β on the clock s = schedule_scale',
+        lambda o, c, m=None: (hashnet_lr_step(o, c), hashnet_beta(o, c))),
       doc="clock s of the lr steps and of β (auto → number)"),
-    R("schedule_iterations", 5000, "schedule beta", check=lambda o, c, m=None: (hashnet_lr_step(o, c), hashnet_beta(o, c)),
+    R("schedule_iterations", 5000, "schedule beta",
+      check=described('auto: lr steps and β on the clock s = T / schedule_iterations',
+        lambda o, c, m=None: (hashnet_lr_step(o, c), hashnet_beta(o, c))),
       doc="auto: s = T / schedule_iterations (constructor keyword)"),
-    R("lr_schedule", "cosine", "schedule", check=lambda o, c, m=None: close(o["schedule"][-3][0], 0.0) or pytest.fail(),
+    R("lr_schedule", "cosine", "schedule",
+      check=described('cosine: the factor is 0 at t = T = 200',
+        lambda o, c, m=None: close(o["schedule"][-3][0], 0.0) or pytest.fail()),
       doc="lr factor by schedule (cosine reaches 0 at T = 200)"),
     R("warmup_steps", 10, "schedule", check=warmup_check("schedule"), doc="first step at base/W"),
     R("beta_clock", "original", "beta", check=hashnet_beta, doc="β on the unscaled 200-step clock"),
     R("alpha", 0.5, "loss grad", check=hashnet_loss, doc="t = α⟨h_i, h_j⟩ (and the 2/α gradient scale)"),
-    R("threshold", 3.0, "loss grad", check=hashnet_loss, context={"alpha": 2.0}, doc="t ≥ threshold branch (context α = 2)"),
+    R("threshold", 3.0, "loss grad", check=hashnet_loss, context={"alpha": 2.0},
+      doc="t ≥ threshold branch (context α = 2)"),
     R("class_num", 3.0, "loss grad", check=hashnet_loss, doc="similar-pair weight"),
     R("weighting", "none", "loss grad", check=hashnet_loss, doc="pair weights"),
     R("pairs", "in_batch", "loss grad", check=hashnet_loss, doc="which pairs are scored"),
-    R("continuous_similarity", False, "grad", check=hashnet_loss, doc="backward-only 4·cos² factor: gradient changes, loss not"),
-    R("caffe_grad_scale", False, "grad", check=hashnet_loss, doc="backward-only 2/α factor: gradient changes, loss not"),
+    R("continuous_similarity", False, "grad", check=hashnet_loss,
+      doc="backward-only 4·cos² factor: gradient changes, loss not"),
+    R("caffe_grad_scale", False, "grad", check=hashnet_loss,
+      doc="backward-only 2/α factor: gradient changes, loss not"),
     R("continuation", False, "beta", check=continuation_off, doc="β fixed at 1"),
     R("beta_schedule", "epoch", "beta", check=hashnet_epoch_beta, doc="β by epoch"),
     R("beta_step", 100, "beta", check=hashnet_beta, doc="β step (iterations)"),
@@ -427,7 +445,8 @@ DHT = [
     R("pairwise_penalty", 0.5, "solver", may="codes labels loss2", check=solver_penalties,
       doc="solver λ (global)"),
     R("metric_margin", 0.1, "loss1", check=dht_loss1, doc="stage-1 triplet margin"),
-    R("npairs_reg", 0.1, "loss1", context={"loss": "npairs"}, check=dht_loss1, doc="stage-1 N-pairs regulariser (context npairs)"),
+    R("npairs_reg", 0.1, "loss1", context={"loss": "npairs"}, check=dht_loss1,
+      doc="stage-1 N-pairs regulariser (context npairs)"),
     R("weight_decay", 1e-3, "optim1", check=dht_stage1, doc="stage-1 decay of trunk + Embed weights"),
     R("backbone_weight_decay", 1e-3, "optim1", check=dht_stage1, doc="stage-1 decay of the backbone's weights"),
     R("lr", 0.01, "optim1 optim2", check=dht_both_stages, doc="stage-2 Hash lr (and stage 1 when stage1_lr null)"),
@@ -461,7 +480,8 @@ DRQ = [
     R("dropout", 0.3, "network", check=dropout_is, doc="dropout p (eval-mode losses unchanged)"),
     R("class_vectors", [[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.5, 0.5, 1.0], [1.0, 1.0, 0.0]],
       "network init loss grad optim", doc="semantic targets (constructor keyword)"),
-    R("triplet_margin", 1.0, "loss", check=drq_loss, may="grad", doc="triplet margin (the gradient only where the hinge's active set moves)"),
+    R("triplet_margin", 1.0, "loss", check=drq_loss, may="grad",
+      doc="triplet margin (the gradient only where the hinge's active set moves)"),
     R("semantic_weight", 0.5, "loss", check=drq_loss, doc="ℓ_s weight (z9 path, not the quantised feature's gradient)"),
     R("triplet_weight", 0.5, "loss grad", check=drq_loss, doc="ℓ_t weight"),
     R("tau", 0.5, "loss", check=drq_loss, doc="codebook objective τ (stages 2-3)"),
@@ -476,7 +496,9 @@ DRQ = [
     R("lr_decay_rate", 0.5, "schedule", check=drq_decay, doc="exponential decay rate (all three)"),
     R("lr_decay_steps", 500, "schedule", check=drq_decay, doc="exponential decay length (all three)"),
     R("lr_schedule", "cosine", "schedule", check=drq_decay, doc="encoder schedule; codebooks keep the decay"),
-    R("warmup_steps", 10, "schedule", check=lambda o, c, m=None: (warmup_check("schedule")(o, c), drq_decay(o, c)),
+    R("warmup_steps", 10, "schedule",
+      check=described("encoder's first step at 1/W; codebooks keep the decay",
+        lambda o, c, m=None: (warmup_check("schedule")(o, c), drq_decay(o, c))),
       doc="encoder warm-up; codebooks keep the decay"),
     R("init_std", 0.1, "init loss", doc="codebook and w init σ"),
     R("schedule_epochs", 16, "stages", check=drq_stages, doc="E of the stage schedule"),
@@ -501,31 +523,45 @@ HARNESS = [
       doc="backbone built for the method"),
     R("frozen", True, "build batchnorm train_loader eval_loaders fit.method_backbone train_batch",
       check=backbone_is("identity"), doc="features once + identity backbone"),
-    R("pretrained", True, "build", check=lambda o, c, m=None: o["build"][-1][1] == c["pretrained"] or pytest.fail(str(o["build"])),
+    R("pretrained", True, "build",
+      check=described("the method's backbone is built with pretrained = the value",
+        lambda o, c, m=None: o["build"][-1][1] == c["pretrained"] or pytest.fail(str(o["build"]))),
       doc="build_backbone(pretrained=)"),
     R("batchnorm", "frozen", "batchnorm", check=field_is("batchnorm", ("frozen", "frozen")),
       doc="Backbone.set_batchnorm policy"),
     R("head_warmup_epochs", 2, "fit.head_warmup_epochs", check=field_is("fit.head_warmup_epochs", 2),
       doc="fit(head_warmup_epochs=)"),
-    R("image_size", 16, "build train_batch", check=lambda o, c, m=None: o["train_batch"][2][-1] == 16 or pytest.fail(str(o)),
+    R("image_size", 16, "build train_batch",
+      check=described('the training batches have side 16',
+        lambda o, c, m=None: o["train_batch"][2][-1] == 16 or pytest.fail(str(o))),
       doc="build_backbone(image_size=) and the batches' side"),
-    R("augment", "crop", "train_loader", check=lambda o, c, m=None: o["train_loader"][0][0][1] == "crop" or pytest.fail(str(o)),
+    R("augment", "crop", "train_loader",
+      check=described("the training items' augmentation mode is crop",
+        lambda o, c, m=None: o["train_loader"][0][0][1] == "crop" or pytest.fail(str(o))),
       doc="training items' augmentation mode"),
     R("pipeline", "per_item", "train_loader eval_loaders",
-      check=lambda o, c, m=None: o["train_loader"][0][0][0] == "ImageItems" or pytest.fail(str(o)), doc="ImageBatches → ImageItems"),
+
+        check=described('the training items are ImageItems',
+          lambda o, c, m=None: o["train_loader"][0][0][0] == "ImageItems" or pytest.fail(str(o))),
+        doc="ImageBatches → ImageItems"),
     R("num_workers", 1, "train_loader eval_loaders", context={"pipeline": "per_item"}, check=loader_arg(7, 1),
       doc="DataLoader workers (context pipeline per_item: the batched one runs in-process)"),
-    R("precision", "bf16-mixed", "fit.precision", check=field_is("fit.precision", "bf16-mixed"), doc="Trainer precision"),
+    R("precision", "bf16-mixed", "fit.precision", check=field_is("fit.precision", "bf16-mixed"),
+      doc="Trainer precision"),
     R("channels_last", True, "layout train_loader eval_loaders", check=field_is("layout", (True, False)),
       doc="set_layout + batches' memory format"),
     R("compile", True, "layout", check=field_is("layout", (False, True)), doc="set_layout(compile=)"),
     R("sampler", "other", "train_loader train_batch", doc="random ↔ class_balanced: the first batch"),
     R("classes_per_batch", 5, "train_loader train_batch", context={"sampler": "class_balanced"},
-      check=lambda o, c, m=None: o["train_batch"][:2] == (5 * c["images_per_class"], 5) or pytest.fail(str(o["train_batch"])),
-      doc="classes in a class-balanced batch (context class_balanced)"),
+
+        check=described('first batch: 5 classes × images_per_class items',
+          lambda o, c, m=None: o["train_batch"][:2] == (5 * c["images_per_class"], 5) or pytest.fail(str(o["train_batch"]))),
+        doc="classes in a class-balanced batch (context class_balanced)"),
     R("images_per_class", 4, "train_loader train_batch", context={"sampler": "class_balanced"},
-      check=lambda o, c, m=None: o["train_batch"][0] == 4 * min(c["classes_per_batch"] or 10, 10) or pytest.fail(str(o["train_batch"])),
-      doc="items per class in a class-balanced batch (context class_balanced)"),
+
+        check=described('first batch: classes × 4 items',
+          lambda o, c, m=None: o["train_batch"][0] == 4 * min(c["classes_per_batch"] or 10, 10) or pytest.fail(str(o["train_batch"]))),
+        doc="items per class in a class-balanced batch (context class_balanced)"),
     R("map_at", 100, "map_at", check=field_is("map_at", (100, 100)), doc="mAP cutoff R"),
 ]
 
