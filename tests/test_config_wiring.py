@@ -386,6 +386,62 @@ def drq_loss(o, c, m=None):
         assert close_rel(parts["loss"], want), f"stage {tag} loss {parts['loss']} != {want} from the configured weights"
 
 
+def embed_width(o, c, m=None):
+    """The stage-1 embedding (the re-ranking one) has embed_dim columns."""
+    assert o["embed"][0][1] == c["embed_dim"], o["embed"][0]
+
+
+def hidden_widths(o, c, m=None):
+    """The fc layers between backbone and heads (DHT's trunk, DRQ's hidden) have hidden_dims outputs."""
+    outs = [dict(shapes)["weight"][0] for name, kind, shapes, _ in o["network"]
+            if kind == "Linear" and name.split(".")[0] in ("trunk", "hidden")]
+    assert outs == list(c["hidden_dims"]), outs
+
+
+def feature_width(o, c, m=None):
+    """The quantised feature and the codebooks have feature_dim columns."""
+    assert o["layout"]["codes"]["features"][0][1] == c["feature_dim"], o["layout"]
+    assert o["layout"]["state"]["codebooks"][2] == c["feature_dim"], o["layout"]
+
+
+def init_scale(o, c, m=None):
+    """The initial codebook's standard deviation is init_std (within 10 %)."""
+    assert abs(o["init"][0] - c["init_std"]) < 0.1 * c["init_std"], o["init"][0]
+
+
+def class_vector_targets(o, c, m=None):
+    """The class-vector buffer is the given (classes × 3) matrix, fc9 has 3 outputs."""
+    shapes = {name: dict(sh) for name, _, sh, _ in o["network"]}
+    assert shapes[""]["class_vectors"] == (4, 3) and shapes["fc9"]["weight"][0] == 3, shapes[""]
+
+
+def dht_stage_schedules(o, c, m=None):
+    """Each stage's lr factor is lr_schedule over that stage's own steps (stage 1: its epochs
+    × 25 steps, stage 2: the rest) after warmup_steps."""
+    from hashbench.methods import schedules
+    from hashbench.methods.dht import stage1_epochs
+
+    n1 = stage1_epochs(W.EPOCHS, c["stage1_fraction"])
+    for key, epochs in (("schedule1", n1), ("schedule2", W.EPOCHS - n1)):
+        total = epochs * W.STEPS_PER_EPOCH
+        for t, row in zip(W.NAMED_STEPS, o[key]):
+            assert close(row[0], schedules.lr_factor(c["lr_schedule"], t, total, c["warmup_steps"])), (key, t, row)
+
+
+def rerank_hash(o, c, m):
+    """rerank hash: the re-ranking embedding is the hash output (levels L2-normalised for triplet)."""
+    model = W.build(m, c)
+    with torch.no_grad():
+        f = model.hash_output(W.tiny_batch()[0])
+        want = model.normalise_levels(f) if c["loss"] == "triplet" else f
+    assert o["embed"][1] == W.values(want) and o["embed"][2], "embed is not the hash output"
+
+
+def sampler_is(o, c, m=None):
+    """The training loader is built with the configured sampler."""
+    assert o["train_loader"][0][3] == c["sampler"], o["train_loader"]
+
+
 # --------------------------------------------------------------------------- the table
 HASHNET = [
     R("optimizer", "rmsprop", "optim", check=hashnet_optimizer, doc="optimiser class SGD → RMSprop"),
@@ -433,10 +489,10 @@ HASHNET = [
 ]
 
 DHT = [
-    R("hidden_dims", [32], "network optim1 optim2 loss1 loss2 embed", may="codes labels",
+    R("hidden_dims", [32], "network optim1 optim2 loss1 loss2 embed", check=hidden_widths, may="codes labels",
       doc="trunk fc layers"),
     R("dropout", 0.3, "network", check=dropout_is, doc="trunk dropout p (eval-mode losses unchanged)"),
-    R("embed_dim", 16, "network optim1 loss1 embed", extra={"dht-th": "layout"},
+    R("embed_dim", 16, "network optim1 loss1 embed", check=embed_width, extra={"dht-th": "layout"},
       doc="Embed width m (dht-th's codes are its top-s)"),
     R("sparsity", 2, "layout solver", may="codes labels loss2", check=solver_penalties,
       doc="s active buckets: code layout and the solver's s"),
@@ -455,13 +511,13 @@ DHT = [
     R("lr_decay_rate", 0.5, "schedule1 schedule2", context={"lr_decay_steps": 50}, check=dht_decay,
       doc="stair factor (context lr_decay_steps 50)"),
     R("lr_decay_steps", 50, "schedule1 schedule2", check=dht_decay, doc="stair length"),
-    R("lr_schedule", "cosine", "schedule1 schedule2", doc="both stages' schedule"),
+    R("lr_schedule", "cosine", "schedule1 schedule2", check=dht_stage_schedules, doc="both stages' schedule"),
     R("warmup_steps", 10, "schedule1 schedule2", check=warmup_check("schedule1"), doc="both stages' warm-up"),
     R("hash_margin", 0.5, "loss2", check=dht_loss2, doc="stage-2 code-masked triplet margin"),
     R("hash_npairs_reg", 0.1, "loss2", context={"loss": "npairs"}, check=dht_loss2, doc="stage-2 N-pairs regulariser"),
     R("stage1_fraction", 0.25, "stages", check=dht_stages, doc="stage of each epoch"),
     R("two_pass", True, "passes", check=two_passes, doc="forward passes per stage-2 step"),
-    R("rerank", "hash", "embed", doc="re-ranking representation"),
+    R("rerank", "hash", "embed", check=rerank_hash, doc="re-ranking representation"),
 ]
 
 CASCADE = DHT + [
@@ -475,11 +531,11 @@ CASCADE = DHT + [
 DRQ = [
     R("codebook_size", 16, "network layout init loss optim", check=drq_layout, doc="K: layout and codebook"),
     R("n_steps", 4, "network layout init loss optim", check=drq_layout, doc="M steps: layout, scales"),
-    R("feature_dim", 48, "network layout init loss grad optim", doc="quantised feature width D"),
-    R("hidden_dims", [32], "network init loss grad optim", doc="head fc layers"),
+    R("feature_dim", 48, "network layout init loss grad optim", check=feature_width, doc="quantised feature width D"),
+    R("hidden_dims", [32], "network init loss grad optim", check=hidden_widths, doc="head fc layers"),
     R("dropout", 0.3, "network", check=dropout_is, doc="dropout p (eval-mode losses unchanged)"),
     R("class_vectors", [[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.5, 0.5, 1.0], [1.0, 1.0, 0.0]],
-      "network init loss grad optim", doc="semantic targets (constructor keyword)"),
+      "network init loss grad optim", check=class_vector_targets, doc="semantic targets (constructor keyword)"),
     R("triplet_margin", 1.0, "loss", check=drq_loss, may="grad",
       doc="triplet margin (the gradient only where the hinge's active set moves)"),
     R("semantic_weight", 0.5, "loss", check=drq_loss, doc="ℓ_s weight (z9 path, not the quantised feature's gradient)"),
@@ -500,7 +556,7 @@ DRQ = [
       check=described("encoder's first step at 1/W; codebooks keep the decay",
         lambda o, c, m=None: (warmup_check("schedule")(o, c), drq_decay(o, c))),
       doc="encoder warm-up; codebooks keep the decay"),
-    R("init_std", 0.1, "init loss", doc="codebook and w init σ"),
+    R("init_std", 0.1, "init loss", check=init_scale, doc="codebook and w init σ"),
     R("schedule_epochs", 16, "stages", check=drq_stages, doc="E of the stage schedule"),
     R("stage_fractions", [0.25, 0.5], "stages", check=drq_stages, doc="stage boundaries"),
     R("skip_boundary_epochs", True, "stages", check=drq_stages, doc="boundary epochs skipped"),
@@ -551,7 +607,7 @@ HARNESS = [
     R("channels_last", True, "layout train_loader eval_loaders", check=field_is("layout", (True, False)),
       doc="set_layout + batches' memory format"),
     R("compile", True, "layout", check=field_is("layout", (False, True)), doc="set_layout(compile=)"),
-    R("sampler", "other", "train_loader train_batch", doc="random ↔ class_balanced: the first batch"),
+    R("sampler", "other", "train_loader train_batch", check=sampler_is, doc="random ↔ class_balanced: the first batch"),
     R("classes_per_batch", 5, "train_loader train_batch", context={"sampler": "class_balanced"},
 
         check=described('first batch: 5 classes × images_per_class items',
