@@ -26,8 +26,8 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 #: import name → folder, as ``[tool.setuptools.package-dir]`` in pyproject.toml maps them
@@ -36,8 +36,7 @@ PACKAGE_DIRS = {"hashbench": "hashbench", "hashbench.benchmark": "benchmark",
 TEST_FILE = "tests/test_config_wiring.py"
 
 
-@dataclass(frozen=True)
-class Bug:
+class Bug(NamedTuple):
     """Replace ``old`` (exactly once) by ``new`` in ``path``."""
 
     name: str

@@ -654,10 +654,42 @@ def row_for(method: str, key: str) -> Row | None:
 CASES = [(m, k) for m in W.config_methods() for k in sorted(keys_of(m))]
 
 
+def missing_rows(cases) -> list[str]:
+    """``method: key`` of every case without a row."""
+    return [f"{m}: {k}" for m, k in cases if row_for(m, k) is None]
+
+
 def test_every_key_has_a_row():
     """A key in any shipped YAML (or a constructor keyword, or a harness key) without a row fails."""
-    missing = [f"{m}: {k}" for m, k in CASES if row_for(m, k) is None]
+    missing = missing_rows(CASES)
     assert not missing, "configuration keys without a wiring row: " + ", ".join(missing)
+
+
+def test_a_new_yaml_key_is_enumerated_and_named(monkeypatch):
+    """A key added to a shipped YAML block appears among the keys and, without a row, is named."""
+    from hashbench.benchmark import config as config_mod
+
+    real = config_mod.load_spec
+
+    def with_new_key(method):
+        spec = real(method)
+        if method == "drq":
+            spec["variants"] = {**spec.get("variants", {}), "extra": {"brand_new_knob": 1}}
+        return spec
+
+    monkeypatch.setattr(config_mod, "load_spec", with_new_key)
+    assert "brand_new_knob" in keys_of("drq")
+    assert missing_rows([("drq", k) for k in sorted(keys_of("drq"))]) == ["drq: brand_new_knob"]
+
+
+def test_planted_bugs_still_apply(load_script):
+    """Each hand-over bug of scripts/plant_wiring_bugs.py still matches its source text exactly once."""
+    from pathlib import Path
+
+    plant = load_script("plant_wiring_bugs")
+    root = Path(__file__).resolve().parents[1]
+    for bug in plant.BUGS:
+        assert (root / bug.path).read_text().count(bug.old) == 1, bug.name
 
 
 # --------------------------------------------------------------------------- running a row
