@@ -125,7 +125,9 @@ def run_wiring_test(bug: Bug | None) -> tuple[dict[str, str], dict]:
             plant(dest, bug)
         mapping = {name: str(dest / folder) for name, folder in PACKAGE_DIRS.items()}
         junit = dest / "junit.xml"
-        args = [TEST_FILE, "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
+        # the check that each bug's text is in the source fails by design once the bug is planted
+        args = [TEST_FILE, "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
+                "--deselect", f"{TEST_FILE}::test_planted_bugs_still_apply"]
         t0 = time.time()
         proc = subprocess.run([sys.executable, "-c", BOOTSTRAP.format(mapping=mapping, args=args)], cwd=dest,
                               capture_output=True, text=True)
