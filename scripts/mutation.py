@@ -78,7 +78,8 @@ GROUPS: dict[str, tuple[list[str], list[str], list[str] | None]] = {
                  "test_metrics_speed.py", "test_evaluate_glue.py", "test_metrics_input_errors.py", "test_dht.py"], None),
     "search": (["benchmark/search/*.py"],
                ["test_search_additive.py", "test_search_binary.py", "test_search_flat_timing.py",
-                "test_search_sparse.py", "test_evaluate_glue.py"], None),
+                "test_search_sparse.py", "test_search_sparse_fast.py", "test_search_scale.py",
+                "test_evaluate_glue.py"], None),
     "min_cost_flow": (["methods/min_cost_flow.py"],
                       ["test_min_cost_flow.py", "test_loss_assembly.py"], None),
     "metric_losses": (["methods/metric_losses.py"],
@@ -96,10 +97,12 @@ GROUPS: dict[str, tuple[list[str], list[str], list[str] | None]] = {
     "drq_loss": (["methods/drq.py"], ["test_drq.py", "test_loss_assembly.py"],
                  [n for n in LOSS_NAMES if ".drq." in n]),
 }
-#: non-Python files some tests read by their checkout path (methods/configs/*.yaml)
-ALSO_COPY = ["methods/configs"]
+#: files some tests read by their checkout path (methods/configs/*.yaml; scripts/ through the
+#: load_script fixture: the scale benchmark is in the search group)
+ALSO_COPY = ["methods/configs", "scripts"]
 FOLDERS = {"benchmark": "hashbench/benchmark", "methods": "hashbench/methods", "datasets": "hashbench/datasets",
-           "hashbench": "hashbench", "tests": "tests"}
+           "hashbench": "hashbench", "tests": "tests",
+           "scripts": "scripts"}
 
 
 def export_tree(rev: str | None, dest: Path) -> None:
