@@ -176,8 +176,10 @@ def keep_constructors(stage: Path, files: list[str]) -> None:
             f.write_text("".join(lines))
 
 
-def run_group(name: str, stage_root: Path, rev: str | None, workers: int, log) -> dict:
+def run_group(name: str, stage_root: Path, rev: str | None, workers: int, log,
+              only: list[str] | None = None) -> dict:
     files, tests, names = GROUPS[name]
+    names = only or names
     stage = stage_root / name
     export_tree(rev, stage)
     if any(f.startswith("methods/") for f in files):
@@ -229,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage", type=Path, default=ROOT / ".mutation")
     p.add_argument("--out", type=Path, default=ROOT / "results/mutation/latest")
     p.add_argument("--collect", action="store_true", help="only read the results already in the staging dirs")
+    p.add_argument("--only", type=Path, help="a file of mutant names or globs, one a line: run (and count) only "
+                   "these, e.g. the survivors of an earlier run of the same code after tests were added")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     label = a.rev or "worktree"
@@ -236,10 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     with open(a.out / "mutmut.log", "a") as log:
         for g in a.groups.split(","):
             stage = a.stage / label.replace("/", "_")
+            only = a.only.read_text().split() if a.only else None
             if a.collect:
-                r = collect(g, stage / g, GROUPS[g][2], time.time(), GROUPS[g][1])
+                r = collect(g, stage / g, only or GROUPS[g][2], time.time(), GROUPS[g][1])
             else:
-                r = run_group(g, stage, a.rev, a.workers, log)
+                r = run_group(g, stage, a.rev, a.workers, log, only)
             rows.append(r)
             print(f"{g}: killed {r['killed']}/{r['total']} (survived {r['survived']}, other {r['other']}) "
                   f"in {r['seconds']} s", flush=True)
