@@ -78,7 +78,7 @@ GROUPS: dict[str, tuple[list[str], list[str], list[str] | None]] = {
                  "test_metrics_speed.py", "test_evaluate_glue.py", "test_metrics_input_errors.py", "test_dht.py"], None),
     "search": (["benchmark/search/*.py"],
                ["test_search_additive.py", "test_search_binary.py", "test_search_flat_timing.py",
-                "test_search_sparse.py", "test_search_sparse_fast.py", "test_search_scale.py",
+                "test_search_sparse.py", "test_search_sparse_fast.py", "test_search_scale.py", "test_search_edges.py",
                 "test_evaluate_glue.py"], None),
     "min_cost_flow": (["methods/min_cost_flow.py"],
                       ["test_min_cost_flow.py", "test_loss_assembly.py"], None),
