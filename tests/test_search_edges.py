@@ -401,3 +401,31 @@ def test_time_call_measures_each_call():
     assert all(0 <= s < 1 for s in r["all_s"]) and r["best_s"] == min(r["all_s"])
     r = time_call(lambda: None, repeats=1, warmup=0, threads=1)
     assert r["threads"] == 1 and len(r["all_s"]) == 1
+
+
+def test_time_within_counts_against_a_fake_clock(monkeypatch):
+    """Each call advances a fake clock by 1 s: timed calls continue while their sum is below the
+    budget (strictly), up to max_repeats; the defaults are max_repeats = 3, warmup = 1, threads = 1."""
+    from hashbench.benchmark.search import timing
+
+    clock = [0.0]
+    calls = []
+
+    def tick():
+        calls.append(1)
+        clock[0] += 1.0
+
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    r = timing.time_within(tick, budget_s=2.0, max_repeats=5, warmup=0)
+    assert r["all_s"] == [1.0, 1.0] and r["best_s"] == 1.0 and r["median_s"] == 1.0 and r["threads"] == 1
+    calls.clear()
+    r = timing.time_within(tick, budget_s=2.5, max_repeats=5, warmup=0, threads=None)
+    assert r["all_s"] == [1.0, 1.0, 1.0] and len(calls) == 3 and r["threads"] is None
+    calls.clear()
+    r = timing.time_within(tick, budget_s=100.0)                  # defaults: one warm-up, three timed
+    assert len(r["all_s"]) == 3 and len(calls) == 4 and r["threads"] == 1
+    calls.clear()
+    r = timing.time_within(tick, budget_s=0.0, max_repeats=1, warmup=2, threads=2)
+    assert r["all_s"] == [1.0] and len(calls) == 3 and r["threads"] == 2
+    r = timing.time_call(tick, threads=3)                         # defaults: five timed after one warm-up
+    assert r["all_s"] == [1.0] * 5 and r["median_s"] == 1.0 and r["threads"] == 3
