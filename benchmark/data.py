@@ -334,11 +334,18 @@ def make_loader(x: torch.Tensor | Dataset, labels: np.ndarray, batch_size: int, 
                 sampler: str = "random", classes_per_batch: int | None = None, images_per_class: int = 2,
                 num_workers: int = 0) -> DataLoader:
     """A DataLoader of (x, y) batches over features (a tensor), an item Dataset, or
-    :class:`ImageBatches` (fetched a batch at a time in the main process: the same samplers,
-    the same random-number consumption, ``num_workers`` ignored)."""
+    :class:`ImageBatches`. Tensors and ImageBatches are fetched a batch at a time in the main
+    process (the same samplers, the same random-number consumption and batches as item-by-item
+    loading; ``num_workers`` ignored)."""
+    if isinstance(x, torch.Tensor):
+        # Features in memory: a batch is one index of the tensor (TensorDataset takes index lists),
+        # the same batches in the same order as item-by-item collation, without 54,000 item fetches
+        # and stacks per encoding pass.
+        x = TensorDataset(x, torch.from_numpy(labels.astype(np.float32)))
+        return _batch_loader(x, labels, batch_size, shuffle, seed, sampler, classes_per_batch, images_per_class)
     if isinstance(x, ImageBatches):
         return _batch_loader(x, labels, batch_size, shuffle, seed, sampler, classes_per_batch, images_per_class)
-    ds = x if isinstance(x, Dataset) else TensorDataset(x, torch.from_numpy(labels.astype(np.float32)))
+    ds = x
     if sampler == "class_balanced" and shuffle:
         bs = ClassBalancedBatchSampler(labels, classes_per_batch or labels.shape[1], images_per_class, seed)
         return DataLoader(ds, batch_sampler=bs, num_workers=num_workers,
@@ -351,7 +358,7 @@ def make_loader(x: torch.Tensor | Dataset, labels: np.ndarray, batch_size: int, 
                       worker_init_fn=_single_threaded_worker if num_workers else None)
 
 
-def _batch_loader(ds: ImageBatches, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int, sampler: str,
+def _batch_loader(ds: ImageBatches | TensorDataset, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int, sampler: str,
                   classes_per_batch: int | None, images_per_class: int) -> DataLoader:
     """The batch-fetching twin of :func:`make_loader`'s item loaders: the index lists a
     DataLoader with ``batch_size``/``shuffle``/``generator`` (or the class-balanced batch

@@ -336,7 +336,10 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
 def codes_npz(code_type: str, q: dict, db: dict, inp: EvalInputs, method) -> dict[str, np.ndarray]:
     """The arrays of ``codes.npz``: ``query_codes``, ``database_codes``, ``query_labels``,
     ``database_labels`` (0/1), plus what recomputing every metric needs (code type, additive
-    ``codebooks`` and query ``query_features``, sparse ``query_bucket_scores``, embeddings)."""
+    ``codebooks`` and query ``query_features``, sparse ``query_bucket_scores``, embeddings). A
+    database embedding equal to the run's reference features (frozen-feature methods) is not
+    stored again: ``database_embedding_source`` = ``"database_features"`` says so (no metric of a
+    non-sparse code reads it)."""
     main = {"binary": "bits", "sparse": "buckets", "additive": "indices", "float": "embedding"}[code_type]
     out = {
         "code_type": np.array(code_type), "query_codes": q[main], "database_codes": db[main],
@@ -345,6 +348,12 @@ def codes_npz(code_type: str, q: dict, db: dict, inp: EvalInputs, method) -> dic
     }
     if code_type != "float":
         out["query_embedding"], out["database_embedding"] = inp.query_embedding, inp.database_embedding
+        if _embedding_is_features(code_type, inp):
+            # A frozen-feature method's database embedding is the cached reference features (which
+            # the run's config identifies): compressing 54,000 × 1,280 float32 again cost ~12 CPU-s
+            # a cell and ~160 MB a run. Only sparse codes' re-ranking reads it back.
+            del out["database_embedding"]
+            out["database_embedding_source"] = np.array("database_features")
     for k, v in q.items():
         if k != main:
             out[f"query_{k}"] = v
@@ -357,6 +366,13 @@ def codes_npz(code_type: str, q: dict, db: dict, inp: EvalInputs, method) -> dic
     return out
 
 
+def _embedding_is_features(code_type: str, inp: EvalInputs) -> bool:
+    """Whether the database embedding equals the run's reference features and no metric reads it."""
+    feats, emb = inp.database_features, inp.database_embedding
+    return (code_type != "sparse" and feats is not None and emb is not None and emb.shape == feats.shape
+            and np.array_equal(emb, feats))
+
+
 def inputs_from_npz(z) -> EvalInputs:
     """Rebuild :class:`EvalInputs` (without speed features) from a run's ``codes.npz``."""
     code_type = str(z["code_type"])
@@ -366,7 +382,8 @@ def inputs_from_npz(z) -> EvalInputs:
     for key in z.files:
         if key.startswith("query_") and key not in ("query_codes", "query_labels", "query_embedding", "query_in_database"):
             q[key[len("query_"):]] = z[key]
-        if key.startswith("database_") and key not in ("database_codes", "database_labels", "database_embedding"):
+        if key.startswith("database_") and key not in ("database_codes", "database_labels", "database_embedding",
+                                                                "database_embedding_source"):
             db[key[len("database_"):]] = z[key]
     emb_q = z["query_embedding"] if "query_embedding" in z.files else z["query_codes"]
     emb_db = z["database_embedding"] if "database_embedding" in z.files else z["database_codes"]

@@ -541,3 +541,35 @@ def test_sparse_edge_cases_k_equal_to_n_float64_embeddings_and_rows_at_the_given
     assert np.allclose([v for *_, v in res.rows], [v for *_, v in base.rows])
     none = sparse_metrics(sparse_inputs(c), bits=6, s=c.s, ks=(c.n_db + 1,))
     assert not rows_of(none, f"precision@{c.n_db + 1}") and rows_of(none, "map@candidates")
+
+
+@pytest.mark.parametrize("code_type", ["binary", "additive", "sparse"])
+def test_codes_npz_leaves_out_a_database_embedding_equal_to_the_reference_features(tmp_path, code_type,
+                                                                                   sparse_case, cloud):
+    """Frozen-feature runs: the database embedding is the reference features, so codes.npz keeps a
+    marker instead of a second copy, and every metric still recomputes from the file; sparse codes
+    (whose re-ranking reads the embedding) and embeddings that differ keep theirs."""
+    c, rng = cloud, np.random.default_rng(5)
+    if code_type == "sparse":
+        inp = sparse_inputs(sparse_case, rerank=True)
+        inp.query = {"buckets": np.argsort(-sparse_case.q_scores, 1)[:, :2], "bucket_scores": sparse_case.q_scores}
+    elif code_type == "binary":
+        inp = EvalInputs("binary", {"bits": _pm1(rng, 6, 8)}, {"bits": _pm1(rng, 150, 8)}, c.ql, c.dl, c.q, c.db)
+    else:
+        state = {"codebooks": rng.standard_normal((2, 8, 3)).astype(np.float32)}
+        inp = EvalInputs("additive", {"indices": rng.integers(0, 8, (6, 2)), "features": c.q},
+                         {"indices": rng.integers(0, 8, (150, 2))}, c.ql, c.dl, c.q, c.db, code_state=state)
+    inp.query_features, inp.database_features = inp.query_embedding, inp.database_embedding.copy()
+    arrays = runner.codes_npz(code_type, inp.query, inp.database, inp, _Method(inp.code_state))
+    dropped = code_type != "sparse"
+    assert ("database_embedding" not in arrays) == dropped
+    assert (str(arrays.get("database_embedding_source", "")) == "database_features") == dropped
+    np.savez(tmp_path / "codes.npz", **arrays)
+    with np.load(tmp_path / "codes.npz") as z:
+        back = runner.inputs_from_npz(z)
+    assert "embedding_source" not in back.database
+    n_classes = inp.query_labels.shape[1]
+    a, b = (evaluate(x, 8, None, n_classes, 0, speed=False) for x in (inp, back))
+    assert a.rows == b.rows
+    inp.database_features = inp.database_features + 1.0  # not the embedding: kept
+    assert "database_embedding" in runner.codes_npz(code_type, inp.query, inp.database, inp, _Method(inp.code_state))

@@ -210,3 +210,34 @@ def test_a_run_trains_with_the_augment_mode_it_names(setting, mode, tmp_path, mo
                        speed=False, overrides={"augment": setting}))
     assert seen[0] == mode  # the training set's
     assert set(seen[1:]) == {None}  # validation, query and database sets are never augmented
+
+
+class _Items(torch.utils.data.Dataset):
+    """Features served one item at a time (what make_loader did with a tensor before)."""
+
+    def __init__(self, x, labels):
+        self.x, self.y = x, torch.from_numpy(labels.astype(np.float32))
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+@pytest.mark.parametrize("shuffle, sampler", [(True, "random"), (True, "class_balanced"), (False, "random")])
+def test_feature_tensors_load_whole_batches_equal_to_item_by_item(shuffle, sampler):
+    """A features tensor is fetched a batch per index: the same batches, in the same order, with
+    the same draws from the global generator as item-by-item collation."""
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.standard_normal((70, 5)).astype(np.float32))
+    labels = np.eye(4, dtype=np.int64)[rng.integers(0, 4, 70)]
+    out = []
+    for ds in (_Items(x, labels), x):
+        torch.manual_seed(11)
+        out.append((list(D.make_loader(ds, labels, 16, shuffle, 7, sampler, 2, 3)), torch.rand(3)))
+    (old, old_after), (new, new_after) = out
+    assert len(old) == len(new) > 1
+    for (xo, yo), (xn, yn) in zip(old, new):
+        assert torch.equal(xo, xn) and torch.equal(yo, yn)
+    assert torch.equal(old_after, new_after)
