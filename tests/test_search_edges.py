@@ -213,6 +213,15 @@ def test_degenerate_tables_and_queries():
         res = idx.search(np.zeros((0, 4), np.int64), 1, 3, rerank, keep_candidates=keep)
         assert res.ids.shape == (0, 3) and res.ids.dtype == np.int64
         assert res.n_candidates.shape == (0,) and res.n_buckets.shape == (0,)
+        if keep:
+            assert res.ranked.ids.shape == (0,) and res.ranked.ids.dtype == np.int64
+    for keep in (False, True):
+        res = HashTableIndex(t).search(np.zeros((0, 4), np.int64), 1, 3, keep_candidates=keep)
+        assert res.ids.shape == (0, 3) and (res.ranked is not None) == keep
+        if keep:
+            assert res.ranked.ids.shape == (0,) and res.ranked.ids.dtype == np.int64
+    c = candidates(t, np.zeros((0, 4), np.int64), 1, 3)
+    assert c.ids.shape == (0,) and c.ids.dtype == np.int64 and c.offsets.tolist() == [0] and len(c) == 0
     none = InvertedHashTable.build(np.full((3, 1), -1))  # every item without a bucket
     assert none.keys.size == 0 and none.n_items == 3
     for keep in (False, True):
