@@ -438,3 +438,14 @@ def test_time_within_counts_against_a_fake_clock(monkeypatch):
     assert r["all_s"] == [1.0] and len(calls) == 3 and r["threads"] == 2
     r = timing.time_call(tick, threads=3)                         # defaults: five timed after one warm-up
     assert r["all_s"] == [1.0] * 5 and r["median_s"] == 1.0 and r["threads"] == 3
+
+
+def test_faiss_additive_index_takes_two_to_the_sixteen_codewords():
+    """K = 2^16 is the largest codebook (16 bits a step); every codeword is reachable."""
+    K = 1 << 16
+    cb = np.arange(K, dtype=np.float32).reshape(1, K, 1)
+    codes = np.array([[0], [K - 1], [12345]])
+    index = FaissAdditiveIndex(cb, codes)
+    np.testing.assert_array_equal(index.sa_decode_unpacked(codes)[:, 0], [0, K - 1, 12345])
+    s, i = index.search(np.ones((1, 1), np.float32), 1)
+    assert i[0, 0] == 1 and s[0, 0] == K - 1
