@@ -449,3 +449,14 @@ def test_faiss_additive_index_takes_two_to_the_sixteen_codewords():
     np.testing.assert_array_equal(index.sa_decode_unpacked(codes)[:, 0], [0, K - 1, 12345])
     s, i = index.search(np.ones((1, 1), np.float32), 1)
     assert i[0, 0] == 1 and s[0, 0] == K - 1
+
+
+def test_hash_range_search_probes_only_the_own_bucket_by_default():
+    rng = np.random.default_rng(8)
+    codes = pm1(rng, 400, 16)
+    index = BinaryHashIndex(codes, b=8)
+    default, own, flip1 = (index.range_search(codes[:10], 17), index.range_search(codes[:10], 17, nflip=0),
+                           index.range_search(codes[:10], 17, nflip=1))
+    for a, b in zip(default, own):
+        np.testing.assert_array_equal(a, b)
+    assert flip1[0][-1] > own[0][-1]                          # one flip reaches more items
