@@ -297,3 +297,25 @@ def test_network_has_the_documented_arcs(monkeypatch, grouped):
         np.testing.assert_array_equal(class_heads[0], first_gb + np.arange(d))
         np.testing.assert_array_equal(class_heads[3], first_gb + d + np.arange(d))
         np.testing.assert_array_equal(class_heads[8], first_gb + 2 * d + np.arange(d))
+
+
+def test_singleton_groups_add_no_sibling_slack_to_the_bucket_bound(monkeypatch):
+    """Groups of one class each with λ_group > 0: no (group, bucket) node, and the bucket → sink
+    layer uses the bound with |G|max = 1 (a larger |G| would add Λ_group to the slack)."""
+    from ortools.graph.python import min_cost_flow
+
+    seen = {}
+
+    class Spy(min_cost_flow.SimpleMinCostFlow):
+        def add_arcs_with_capacity_and_unit_cost(self, tails, heads, caps, costs):
+            seen["n_arcs"] = len(np.asarray(tails))
+            return super().add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
+
+    monkeypatch.setattr(min_cost_flow, "SimpleMinCostFlow", Spy)
+    n_c, d, s, lam, lam_group = 12, 6, 1, 0.5, 2.0
+    u = np.random.default_rng(9).random((n_c, d))
+    solve_class_codes(u, s, lam, groups=np.arange(n_c), lam_group=lam_group)
+    unary, step, step_group = scaled_unary_costs(u), scaled_penalty(lam), scaled_penalty(lam_group)
+    K = max_bucket_load(unary, s, step, step_group, 1)
+    assert K < max_bucket_load(unary, s, step, step_group, 2)
+    assert seen["n_arcs"] == n_c + n_c * d + K * d
