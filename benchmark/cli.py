@@ -14,8 +14,6 @@ import warnings
 from pathlib import Path
 
 ERROR_EXIT = 2
-#: ``run --resume`` found another live process running the same run (EX_TEMPFAIL): nothing was done.
-BUSY_EXIT = 75
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,12 +54,27 @@ def _path(text: str) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``hashbench`` argument parser: one sub-command per job (each added by its own function)."""
     p = _Parser(prog="hashbench", description="hashbench: deep hashing benchmark harness")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show third-party warnings and chatter (faiss clustering sizes, Lightning) that are "
                         "silenced or summarised once by default")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_run_parser(sub)
+    e = sub.add_parser("evaluate", help="metrics of an --encode-only run, or recomputed ones of a run, from its "
+                                        "codes.npz (no retraining)")
+    e.add_argument("run_dirs", nargs="+", type=_path)
+    sub.add_parser("list", help="registered methods, datasets with protocols, backbones")
 
+    from hashbench.benchmark.sweep.cli import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
+    _add_report_parser(sub)
+    _add_regress_parser(sub)
+    return p
+
+
+def _add_run_parser(sub) -> None:
     r = sub.add_parser("run", help="train + evaluate methods on a dataset, write run directories")
     r.add_argument("--method", default="all", help="method name, comma list, or 'all' (default)")
     r.add_argument("--dataset", default="digits")
@@ -93,16 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip runs already finished under --out (same identity); continue a killed one from "
                         "its last checkpoint; leave a run another process is running alone")
 
-    e = sub.add_parser("evaluate", help="metrics of an --encode-only run, or recomputed ones of a run, from its "
-                                        "codes.npz (no retraining)")
-    e.add_argument("run_dirs", nargs="+", type=_path)
 
-    sub.add_parser("list", help="registered methods, datasets with protocols, backbones")
-
-    from hashbench.benchmark.sweep.cli import add_parser as add_sweep_parser
-
-    add_sweep_parser(sub)
-
+def _add_report_parser(sub) -> None:
     rep = sub.add_parser("report", help="aggregate run directories into tables and figures")
     rep.add_argument("run_dirs", nargs="+", type=_path)
     rep.add_argument("--out", type=_path, default=Path("results/report"))
@@ -123,18 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: stop at the first, naming it)")
     rep.add_argument("--no-figures", dest="figures", action="store_false")
 
-    results = Path(__file__).resolve().parent.parent / "results"
-    BASELINE, TOLERANCES, WORK_DIR = (results / "baselines" / "regress.csv", results / "baselines" / "tolerances.csv",
-                                      results / "regress-runs")
+
+def _add_regress_parser(sub) -> None:
+    from hashbench import paths
+
     g = sub.add_parser("regress", help="CI regression: run the fixed suite, compare with the committed baseline")
     g.add_argument("action", nargs="?", default="run", choices=["run", "compare", "accept", "calibrate"],
                    help="run (default: run the suite, then compare), compare (the last run again), accept (make the "
                         "last run the baseline), calibrate (run over --seeds, write tolerances)")
-    g.add_argument("--work", type=Path, default=WORK_DIR,
+    g.add_argument("--work", type=Path, default=paths.REGRESS_WORK_DIR,
                    help="where suite runs go (default: results/regress-runs, which reports pass over)")
     g.add_argument("--run", type=Path, default=None, help="suite run directory for compare/accept (default: the last)")
-    g.add_argument("--baseline", type=Path, default=BASELINE)
-    g.add_argument("--tolerances", type=Path, default=TOLERANCES)
+    g.add_argument("--baseline", type=Path, default=paths.REGRESS_BASELINE)
+    g.add_argument("--tolerances", type=Path, default=paths.REGRESS_TOLERANCES)
     g.add_argument("--seed", type=_at_least(0), default=0, help="method seed of the suite (default 0)")
     g.add_argument("--seeds", type=_at_least(0, many=True), default=[0, 1, 2, 3, 4], help="calibration seeds (default 0,1,2,3,4)")
     g.add_argument("--datasets", default=None, help="comma list restricting the suite's datasets")
@@ -146,7 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-root", default=None, help="data root (default: $HASHBENCH_DATA)")
     g.add_argument("--show", type=int, default=25, help="rows within tolerance shown after the failing ones")
     g.add_argument("--force", action="store_true", help="accept a partial or overridden run as the baseline")
-    return p
 
 
 def _quiet_libraries(verbose: bool = False) -> None:
@@ -165,17 +170,39 @@ def _quiet_libraries(verbose: bool = False) -> None:
 
 
 def cmd_run(args) -> int:
-    from hashbench import methods
     from hashbench.benchmark import report
-    from hashbench.benchmark.config import resolve_config, scoped_overrides, split_config
-    from hashbench.benchmark.config_check import check_method_config
     from hashbench.benchmark.loggers import check as check_loggers
-    from hashbench.benchmark.resume import RunBusyError
-    from hashbench.benchmark.runner import RunRequest, load_data, run_one
+    from hashbench.benchmark.resume import BUSY_EXIT
+    from hashbench.benchmark.runner import load_data
+
+    loggers = check_loggers(args.loggers)
+    plans, skipped = _plan_methods(args)
+    loaded = load_data(args.dataset, args.protocol, args.split_seed, args.data_root, args.download)
+    print(f"# {args.dataset} / {loaded.protocol.name}: " + ", ".join(f"{k} {v}" for k, v in loaded.split.sizes().items()),
+          file=sys.stderr)
+    frames, busy = _run_plans(args, plans, loaded, loggers)
+    for s in skipped:
+        print(f"  skipped: {s}", file=sys.stderr)
+    import pandas as pd
+
+    if not frames:
+        return BUSY_EXIT if busy else 0
+    table = report.comparison_table(pd.concat(frames, ignore_index=True))
+    print(table)
+    return BUSY_EXIT if busy else 0
+
+
+def _plan_methods(args) -> tuple[list, list[str]]:
+    """(one :class:`~hashbench.benchmark.plan.RunPlan` per method of ``run``, skipped lengths as
+    messages), every check done before any work: methods, dataset, protocol, ``--set`` scopes,
+    config values and code lengths (a method named explicitly must accept every length asked)."""
+    from hashbench import methods
+    from hashbench.benchmark.config import scoped_overrides
+    from hashbench.benchmark.config_check import check_method_config
+    from hashbench.benchmark.plan import plan_run
     from hashbench.benchmark.train import accelerator_for
     from hashbench.datasets import get_dataset
 
-    loggers = check_loggers(args.loggers)
     names = methods.available() if args.method == "all" else [m.strip() for m in args.method.split(",") if m.strip()]
     if not names:
         raise ValueError(f"--method {args.method!r} names no method; valid: all, {', '.join(methods.available())}")
@@ -186,59 +213,48 @@ def cmd_run(args) -> int:
     for scope in scoped.scopes():
         if scope not in names:
             raise ValueError(f"--set {scope}.… names method {scope!r}, which this run does not train ({', '.join(names)})")
-    allowed: dict[str, list[int]] = {}
-    skipped = []
+    plans, skipped = [], []
     for n in names:
-        cls = methods.get_method(n)
-        check_method_config(cls, n, args.dataset, args.variant, scoped.for_method(n), args.bits)
-        _, kwargs = split_config(resolve_config(n, args.dataset, args.variant, scoped.for_method(n)))
-        allowed[n] = []
-        for b in args.bits:
-            try:
-                cls.check_bits(b, **kwargs)
-                allowed[n].append(b)
-            except ValueError as err:
-                if args.method != "all":  # a method named explicitly must produce every length asked
-                    raise
-                skipped.append(str(err))
-        if cls.prefix_codes and allowed[n]:
-            # one training at the longest length; evaluation covers every shorter prefix
-            allowed[n] = [max(allowed[n])]
-    loaded = load_data(args.dataset, args.protocol, args.split_seed, args.data_root, args.download)
-    print(f"# {args.dataset} / {loaded.protocol.name}: " + ", ".join(f"{k} {v}" for k, v in loaded.split.sizes().items()),
-          file=sys.stderr)
+        check_method_config(methods.get_method(n), n, args.dataset, args.variant, scoped.for_method(n), args.bits)
+        plan = plan_run(n, args.dataset, args.bits, args.variant, scoped.for_method(n), args.epochs, args.backbone)
+        if args.method != "all":
+            for b in args.bits:
+                plan.require(b)
+        skipped += [str(err) for err in plan.rejected.values()]
+        plans.append((plan, scoped.for_method(n)))
+    return plans, skipped
+
+
+def _run_plans(args, plans, loaded, loggers) -> tuple[list, list]:
+    """Run every (method, length, seed) of ``plans``; (metric tables, busy errors)."""
+    from hashbench.benchmark.resume import RunBusyError
+    from hashbench.benchmark.runner import RunRequest, run_one
+
     frames, busy = [], []
-    for name in names:
-        for bits in allowed[name]:
+    for plan, overrides in plans:
+        for bits in plan.training_lengths():
             for seed in args.seeds:
-                req = RunRequest(method=name, dataset=args.dataset, protocol=loaded.protocol.name, bits=bits, seed=seed,
-                                 split_seed=args.split_seed, epochs=args.epochs, backbone=args.backbone,
-                                 variant=args.variant, overrides=scoped.for_method(name), device=args.device, devices=args.devices,
-                                 out_dir=args.out, data_root=args.data_root, speed=not args.no_speed,
-                                 encode_only=args.encode_only,
+                req = RunRequest(method=plan.method, dataset=args.dataset, protocol=loaded.protocol.name, bits=bits,
+                                 seed=seed, split_seed=args.split_seed, epochs=args.epochs, backbone=args.backbone,
+                                 variant=args.variant, overrides=overrides, device=args.device,
+                                 devices=args.devices, out_dir=args.out, data_root=args.data_root,
+                                 speed=not args.no_speed, encode_only=args.encode_only,
                                  progress=sys.stderr.isatty() if args.progress is None else args.progress,
                                  loggers=loggers, resume=args.resume)
+                label = f"  {plan.method:<12} {bits:>3} bits  seed {seed}"
                 try:
                     path, frame = run_one(req, loaded)
                 except RunBusyError as err:
-                    print(f"  {name:<12} {bits:>3} bits  seed {seed}  skipped: {err}", file=sys.stderr)
+                    print(f"{label}  skipped: {err}", file=sys.stderr)
                     busy.append(err)
                     continue
                 if args.encode_only and path.exists():
-                    print(f"  {name:<12} {bits:>3} bits  seed {seed}  -> {path} (codes only)", file=sys.stderr)
+                    print(f"{label}  -> {path} (codes only)", file=sys.stderr)
                 if frame.empty:  # encode-only, or a DDP worker process (rank 0 reports)
                     continue
-                print(f"  {name:<12} {bits:>3} bits  seed {seed}  -> {path}", file=sys.stderr)
+                print(f"{label}  -> {path}", file=sys.stderr)
                 frames.append(frame)
-    for s in skipped:
-        print(f"  skipped: {s}", file=sys.stderr)
-    import pandas as pd
-
-    if not frames:
-        return BUSY_EXIT if busy else 0
-    table = report.comparison_table(pd.concat(frames, ignore_index=True))
-    print(table)
-    return BUSY_EXIT if busy else 0
+    return frames, busy
 
 
 def cmd_evaluate(args) -> int:

@@ -215,7 +215,7 @@ def check_method_config(cls: type, method: str, dataset: str, variant: str | Non
         if default is None and key in params and params[key].default is not inspect.Parameter.empty:
             default = params[key].default
         check_value(cls, method, key, value, default)
-    if not getattr(cls, "requires_training", True):
+    if not cls.requires_training:
         return
     _, kwargs = split_config(resolve_config(method, dataset, variant, overrides))
     from hashbench.methods.base import UnsupportedBitsError

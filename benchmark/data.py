@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -30,6 +28,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from hashbench.benchmark.augment import BatchAugment, augment_mode
 from hashbench.datasets import memo
+from hashbench.fileio import write_atomic
 from hashbench.methods.backbones import (Backbone, InputSpec, extract_features, prepare_images, resize_normalise,
                                          to_unit_float)
 
@@ -141,11 +140,7 @@ def compute_features(dataset: str, data, backbone: Backbone, device: str = "cpu"
         log.info("  features %d/%d", done, n)
     feats = np.concatenate(parts).astype(np.float32)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
-        os.close(fd)
-        np.save(tmp, feats)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: np.save(tmp, feats))
     return feats
 
 
@@ -168,12 +163,7 @@ def decoded_path_images(dataset: str, data, size: int, use_cache: bool = True) -
         if len(data.x) else np.empty((0, size, size, 3), np.uint8)
     if not use_cache:
         return images
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
-    os.close(fd)
-    np.save(tmp, images)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: np.save(tmp, images))
     return np.load(path, mmap_mode="r")
 
 

@@ -28,9 +28,8 @@ from hashbench.benchmark.search import binary as binary_search
 from hashbench.benchmark.search import flat as flat_search
 from hashbench.benchmark.search import sparse as sparse_search
 from hashbench.benchmark.search.timing import time_call, time_within
+from hashbench.benchmark.store import DEFAULT_MAP
 
-#: The default mAP variant (the DeepHash/HashNet/DRQ convention, with random-order ties).
-DEFAULT_MAP = {"ties": "expected", "denominator": "relevant_retrieved", "empty": "zero"}
 #: Extra mAP variants written next to the default, for cross-suite comparison.
 MAP_VARIANTS = [
     DEFAULT_MAP,

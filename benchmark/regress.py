@@ -56,6 +56,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from hashbench import paths
 from hashbench.benchmark import store
 
 QUALITY_FLOOR = 0.005
@@ -70,10 +71,9 @@ KEY = ["dataset", "protocol", "method", "settings", "run_bits", "bits", "metric"
 #: their rows compare as "new". Empty this set when make regress-calibrate has covered them.
 UNCALIBRATED: frozenset[str] = frozenset()
 
-BASELINE_DIR = store.REPO_ROOT / "results" / "baselines"
-BASELINE = BASELINE_DIR / "regress.csv"
-TOLERANCES = BASELINE_DIR / "tolerances.csv"
-WORK_DIR = store.REPO_ROOT / "results" / "regress-runs"
+BASELINE = paths.REGRESS_BASELINE
+TOLERANCES = paths.REGRESS_TOLERANCES
+WORK_DIR = paths.REGRESS_WORK_DIR
 
 
 @dataclass(frozen=True)
@@ -199,19 +199,12 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str | None, dict[str, Any]]:
 def _feature_needs(method: str, loaded, overrides: dict[str, Any]) -> list[tuple[str, int | None]] | str:
     """The frozen feature files (backbone, image size) a run of ``method`` reads, the reference
     features first; a string reason when the method would fine-tune a backbone instead."""
-    from hashbench import methods as registry
-    from hashbench.benchmark import data as data_mod
-    from hashbench.benchmark.config import resolve_config, split_config
+    from hashbench.benchmark.plan import plan_run
 
-    cls = registry.get_method(method)
-    harness, _ = split_config(resolve_config(method, loaded.name, None, overrides))
-    ref = data_mod.default_backbone(loaded.data)
-    name = harness["backbone"] or ref[0]
-    size = harness["image_size"] if harness["backbone"] else (harness["image_size"] or ref[1])
-    frozen = bool(harness["frozen"]) or not cls.requires_training
-    if not frozen:
-        return f"{method} fine-tunes {name} (too slow for the CPU suite)"
-    return [ref] + ([(name, size)] if (name, size) != ref else [])
+    fp = plan_run(method, loaded.name, (), None, overrides).features(loaded.data)
+    if not fp.frozen:
+        return f"{method} fine-tunes {fp.backbone} (too slow for the CPU suite)"
+    return fp.feature_files()
 
 
 def missing_features(method: str, loaded, overrides: dict[str, Any]) -> str | None:
@@ -276,9 +269,6 @@ def run_suite(out: Path, seed: int = 0, datasets: Iterable[str] | None = None, m
     ``auto`` (needs-cache entries skip methods whose features are not cached), ``extract``
     (compute them), ``off`` (skip those entries)."""
     from hashbench import methods as registry
-    from hashbench.datasets import MissingDataError
-    from hashbench.benchmark.config import resolve_config, split_config
-    from hashbench.benchmark.runner import RunRequest, load_data, run_one
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -293,49 +283,16 @@ def run_suite(out: Path, seed: int = 0, datasets: Iterable[str] | None = None, m
     t_all = time.time()
     for entry in entries:
         t0 = time.time()
-        why = _entry_precheck(entry, data_root, features)
-        if why:
-            skipped[entry.dataset] = why
-            log(f"regress: {entry.dataset}: {why}")
+        loaded = _load_entry(entry, data_root, features, skipped, log)
+        if loaded is None:
             continue
-        try:
-            loaded = load_data(entry.dataset, entry.protocol, 0, data_root)
-        except MissingDataError as err:
-            skipped[entry.dataset] = f"skipped: no data ({err})"
-            log(f"regress: {entry.dataset}: {skipped[entry.dataset]}")
-            continue
-        ran = 0
         skipped.update({f"{entry.dataset}/{m}": "not selected (--methods)" for m in unselected})
+        ran = 0
         for name in names:
             ov = {**entry.overrides_for(name), **overrides.get(None, {}), **overrides.get(name, {})}
-            if entry.needs_cached_features and features == "auto":
-                reason = missing_features(name, loaded, ov)
-                if reason:
-                    skipped[f"{entry.dataset}/{name}"] = f"skipped: {reason}"
-                    log(f"regress: {entry.dataset}/{name}: skipped: {reason}")
-                    continue
-            cls = registry.get_method(name)
-            _, kwargs = split_config(resolve_config(name, entry.dataset, None, ov))
-            covered: set[int] = set()
-            for bits in sorted(entry.bits, reverse=True):
-                if bits in covered:
-                    continue
-                try:
-                    cls.check_bits(bits, **kwargs)
-                except ValueError as err:
-                    skipped[f"{entry.dataset}/{name}/{bits}"] = f"skipped: {err}"
-                    continue
-                req = RunRequest(method=name, dataset=entry.dataset, protocol=entry.protocol, bits=bits, seed=seed,
-                                 split_seed=0, overrides=ov or None, device="cpu", out_dir=out / "runs" / entry.dataset,
-                                 data_root=data_root, speed=speed, progress=False)
-                t1 = time.time()
-                path, frame = run_one(req, loaded)
-                covered |= _evaluated_lengths(path)
-                if cls.code_type == "float":  # no code length: one run stands for every length
-                    covered |= set(entry.bits)
-                tables.append(regression_table(frame, bits, entry.bits, speed=entry.compare_speed))
-                ran += 1
-                log(f"regress: {entry.dataset:<8} {name:<11} {bits:>3} bits  seed {seed}  {time.time() - t1:6.1f} s")
+            found = _run_method(entry, name, ov, loaded, out, seed, data_root, features, speed, skipped, log)
+            tables += found
+            ran += len(found)
         if ran == 0 and entry.dataset not in skipped:
             skipped[entry.dataset] = "skipped: no method could run"
         seconds[entry.dataset] = time.time() - t0
@@ -350,6 +307,59 @@ def run_suite(out: Path, seed: int = 0, datasets: Iterable[str] | None = None, m
         "partial": datasets is not None or methods is not None,
     }, indent=2, default=str), out / "suite.json")
     return SuiteResult(table, skipped, seconds, out)
+
+
+def _load_entry(entry: SuiteEntry, data_root: str | None, features: str, skipped: dict[str, str],
+                log: Callable[[str], None]):
+    """The loaded data of ``entry``, or None with the reason recorded in ``skipped``."""
+    from hashbench.benchmark.runner import load_data
+    from hashbench.datasets import MissingDataError
+
+    why = _entry_precheck(entry, data_root, features)
+    if not why:
+        try:
+            return load_data(entry.dataset, entry.protocol, 0, data_root)
+        except MissingDataError as err:
+            why = f"skipped: no data ({err})"
+    skipped[entry.dataset] = why
+    log(f"regress: {entry.dataset}: {why}")
+    return None
+
+
+def _run_method(entry: SuiteEntry, name: str, ov: dict[str, Any], loaded, out: Path, seed: int,
+                data_root: str | None, features: str, speed: bool, skipped: dict[str, str],
+                log: Callable[[str], None]) -> list[pd.DataFrame]:
+    """The regression tables of ``name``'s runs on ``entry``: the longest length first, a length
+    another run already evaluated is not trained again; refusals are recorded in ``skipped``."""
+    from hashbench.benchmark.plan import plan_run
+    from hashbench.benchmark.runner import RunRequest, run_one
+
+    if entry.needs_cached_features and features == "auto":
+        reason = missing_features(name, loaded, ov)
+        if reason:
+            skipped[f"{entry.dataset}/{name}"] = f"skipped: {reason}"
+            log(f"regress: {entry.dataset}/{name}: skipped: {reason}")
+            return []
+    plan = plan_run(name, entry.dataset, entry.bits, None, ov)
+    covered: set[int] = set()
+    tables = []
+    for bits in sorted(entry.bits, reverse=True):
+        if bits in covered:
+            continue
+        if bits in plan.rejected:
+            skipped[f"{entry.dataset}/{name}/{bits}"] = f"skipped: {plan.rejected[bits]}"
+            continue
+        req = RunRequest(method=name, dataset=entry.dataset, protocol=entry.protocol, bits=bits, seed=seed,
+                         split_seed=0, overrides=ov or None, device="cpu", out_dir=out / "runs" / entry.dataset,
+                         data_root=data_root, speed=speed, progress=False)
+        t1 = time.time()
+        path, frame = run_one(req, loaded)
+        covered |= _evaluated_lengths(path)
+        if plan.cls.code_type == "float":  # no code length: one run stands for every length
+            covered |= set(entry.bits)
+        tables.append(regression_table(frame, bits, entry.bits, speed=entry.compare_speed))
+        log(f"regress: {entry.dataset:<8} {name:<11} {bits:>3} bits  seed {seed}  {time.time() - t1:6.1f} s")
+    return tables
 
 
 # ----------------------------------------------------------------------------- tolerances

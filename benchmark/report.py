@@ -22,9 +22,9 @@ import pandas as pd
 
 from hashbench.benchmark import reference as reference_mod
 from hashbench.benchmark import stats, store
-from hashbench.benchmark.store import variant_string, write_csv_atomic, write_text_atomic
+from hashbench.benchmark.store import DEFAULT_MAP, variant_string, write_csv_atomic, write_text_atomic
 
-DEFAULT_MAP_VARIANT = variant_string({"ties": "expected", "denominator": "relevant_retrieved", "empty": "zero"})
+DEFAULT_MAP_VARIANT = variant_string(DEFAULT_MAP)
 
 
 def main_rows(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:

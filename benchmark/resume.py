@@ -33,6 +33,9 @@ from hashbench.benchmark import store
 IDENTITY_FIELDS = ("method", "dataset", "protocol", "bits", "seed", "split_seed", "config_hash")
 RESUME_PREFIX = ".tmp-resume-"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
+#: Exit status of ``hashbench run --resume`` when another live process holds a run's claim
+#: (EX_TEMPFAIL): nothing was done; a sweep driver reads it as "busy", not "failed".
+BUSY_EXIT = 75
 
 
 class RunBusyError(RuntimeError):

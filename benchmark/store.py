@@ -31,18 +31,20 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 import yaml
+
+from hashbench.fileio import shareable, write_atomic, write_text_atomic  # noqa: F401  (the store's writers)
+from hashbench.paths import REPO_ROOT
 
 METRIC_COLUMNS = [
     "method", "dataset", "protocol", "backbone", "bits", "seed", "metric", "variant", "value",
     "git_revision", "config_hash", "settings", "hardware", "timestamp",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,6 +85,11 @@ def config_hash(config: dict[str, Any]) -> str:
     """First 12 hex digits of the sha256 of the config serialised with sorted keys."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+#: The default mAP variant (the DeepHash/HashNet/DRQ convention, with random-order ties): the one
+#: model selection scores and the report's tables show (:mod:`hashbench.benchmark.evaluate`).
+DEFAULT_MAP = {"ties": "expected", "denominator": "relevant_retrieved", "empty": "zero"}
 
 
 def variant_string(options: dict[str, Any]) -> str:
@@ -128,20 +135,6 @@ def name_part(text: str) -> str:
         kind, path = text.split(":", 1)
         text = f"{kind}-{Path(path.rstrip('/')).name}"
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "unnamed"
-
-
-def _umask() -> int:
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-def shareable(path: Path) -> Path:
-    """Give ``path`` the mode a plain ``mkdir``/``open`` would: 0777 (folders) or 0666 (files)
-    less the umask, i.e. 0755/0644 under the usual umask 022."""
-    base = 0o777 if Path(path).is_dir() else 0o666
-    os.chmod(path, base & ~_umask())
-    return Path(path)
 
 
 class RunWriter:
@@ -205,31 +198,9 @@ def metric_rows(context: dict[str, Any], rows: Iterable[tuple[int, str, dict[str
     return pd.DataFrame.from_records(records, columns=METRIC_COLUMNS)
 
 
-def write_atomic(path: Path, write: Callable[[str], Any]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, make it shareable (0644 under
-    umask 022) and ``os.replace`` it onto ``path``: readers see the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        shareable(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` through a temporary file and ``os.replace``."""
     write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
-
-
-def write_text_atomic(text: str, path: Path) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    return write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 #: Folder names whose runs are regression work, never results: skipped below a report's roots.

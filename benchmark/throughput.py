@@ -39,12 +39,18 @@ STAGE_EPOCHS: dict[str, tuple[int, dict[str, Any]]] = {
 
 
 class BareBackbone(pl.LightningModule):
-    """The reference step: backbone → linear classifier, cross-entropy, SGD (momentum 0.9)."""
+    """The reference step: backbone → linear classifier, cross-entropy, SGD (momentum 0.9). It
+    answers the part of the method interface the timers read (:class:`HashingMethod`'s ``timers``
+    and ``stage``): no counters, one stage."""
 
     def __init__(self, backbone: nn.Module, n_classes: int, lr: float = 1e-3) -> None:
         super().__init__()
         self.backbone, self.lr = backbone, lr
         self.classifier = nn.Linear(backbone.out_dim, n_classes)
+        self.timers: dict[str, float] = {}
+
+    def stage(self, epoch: int) -> int:
+        return 1
 
     def training_step(self, batch, batch_idx: int):
         x, y = batch
@@ -77,12 +83,12 @@ class WindowTimer(Callback):
         self._last = now
         if batch_idx + 1 == self.warmup or (self.warmup == 0 and self._t0 is None):
             self._t0 = self._now(pl_module)
-            self._timers0 = dict(getattr(pl_module, "timers", {}) or {})
+            self._timers0 = dict(pl_module.timers)
             return
         if self._t0 is not None:
             self._samples += len(batch[0])
             self._t1 = self._now(pl_module)
-            self._timers1 = dict(getattr(pl_module, "timers", {}) or {})
+            self._timers1 = dict(pl_module.timers)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         seconds, cpu_seconds = self._t1[0] - self._t0[0], self._t1[1] - self._t0[1]
@@ -93,7 +99,7 @@ class WindowTimer(Callback):
         row = {"epoch": int(trainer.current_epoch), "images": self._samples, "seconds": seconds,
                "cpu_seconds": cpu_seconds,
                "median_images_per_second": size / step if step > 0 else float("nan"),
-               "stage": int(pl_module.stage(trainer.current_epoch)) if callable(getattr(pl_module, "stage", None)) else 1}
+               "stage": int(pl_module.stage(trainer.current_epoch))}
         for k, v in self._timers1.items():
             row[f"{k}_share"] = (float(v) - float(self._timers0.get(k, 0.0))) / seconds
         self.epochs.append(row)

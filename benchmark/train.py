@@ -80,8 +80,7 @@ class ValidationRetrieval(Callback):
         last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
         if (trainer.current_epoch + 1) % self.every and not last:
             return
-        selectable = getattr(pl_module, "selectable_epoch", lambda epoch: True)
-        if not selectable(trainer.current_epoch):
+        if not pl_module.selectable_epoch(trainer.current_epoch):
             # not a candidate for selection (e.g. an earlier stage): never better than a real score
             pl_module.log(VAL_METRIC, NOT_SELECTABLE, prog_bar=True)
             return
@@ -97,7 +96,7 @@ class ValidationRetrieval(Callback):
 class EpochTimer(Callback):
     """Per training epoch: wall-clock seconds of the training batches (from the epoch's start to
     its last batch, so validation retrieval is excluded), samples seen, images per second, the
-    method's stage (``method.stage(epoch)`` when it has one) and the per-epoch increase of every
+    method's stage (:meth:`HashingMethod.stage`) and the per-epoch increase of every
     cumulative counter in ``method.timers`` (e.g. the Deep Hash Table's flow-solver seconds)."""
 
     def __init__(self) -> None:
@@ -106,7 +105,7 @@ class EpochTimer(Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t0 = self._t_last = time.perf_counter()
         self._samples = 0
-        self._timers0 = dict(getattr(pl_module, "timers", {}) or {})
+        self._timers0 = dict(pl_module.timers)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -124,9 +123,8 @@ class EpochTimer(Callback):
         row: dict[str, Any] = {"epoch": int(trainer.current_epoch), "seconds": round(seconds, 4),
                                "samples": self._samples,
                                "images_per_second": round(self._samples / seconds, 2) if seconds > 0 else None}
-        if callable(getattr(pl_module, "stage", None)):
-            row["stage"] = int(pl_module.stage(trainer.current_epoch))
-        for name, total in (getattr(pl_module, "timers", {}) or {}).items():
+        row["stage"] = int(pl_module.stage(trainer.current_epoch))
+        for name, total in pl_module.timers.items():
             row[f"{name}_seconds"] = round(float(total) - float(self._timers0.get(name, 0.0)), 4)
         self.epochs.append(row)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-import tempfile
 import zipfile
 from typing import Callable, Iterable
 
@@ -19,6 +18,7 @@ import numpy as np
 from hashbench.datasets import memo
 from hashbench.datasets.base import ArrayData
 from hashbench.datasets.paths import cache_dir
+from hashbench.fileio import write_atomic
 
 CACHE_VERSION = "1"
 
@@ -38,8 +38,7 @@ def cache_path(dataset: str, key: str) -> pathlib.Path:
 
 
 def save(path: pathlib.Path, data: ArrayData) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, then os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` to ``path`` atomically (:func:`hashbench.fileio.write_atomic`)."""
     arrays = {
         "x": data.x,
         "labels": data.labels,
@@ -49,16 +48,7 @@ def save(path: pathlib.Path, data: ArrayData) -> None:
     }
     if data.official_split is not None:
         arrays["official_split"] = data.official_split
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda tmp: np.savez(tmp, **arrays))
 
 
 def _read_npz(path: pathlib.Path) -> dict[str, np.ndarray]:

@@ -66,14 +66,29 @@ class HashingMethod(pl.LightningModule):
     #: A plugin method's YAML config (absolute path, e.g. ``Path(__file__).with_name("m.yaml")``);
     #: built-in methods keep theirs in ``methods/configs/<name>.yaml``.
     config_file: ClassVar[str | None] = None
+    #: The similarity the harness searches ``embed`` outputs (float search, re-ranking, additive
+    #: reconstructions) with: ``"ip"`` (inner product) or ``"l2"`` (−squared Euclidean distance).
+    search_metric: ClassVar[str] = "ip"
+    #: Whether the harness re-ranks a hash lookup's candidates by :meth:`embed` (the ``rerank``
+    #: rows); a method may make it a property of its hyperparameters (DHT's ``rerank: none``).
+    reranks: bool = True
 
+    # The instance attributes the harness reads, set here (subclasses may reassign them):
+    #   ``bits``, ``n_classes``; ``backbone``: the :class:`~hashbench.methods.backbones.Backbone`
+    #   the harness built (its ``batchnorm`` policy is recorded in the run's config);
+    #   ``hparams``: Lightning's hyperparameter record, holding at least every keyword argument
+    #   passed here (a method calling ``save_hyperparameters`` replaces it with its own init
+    #   arguments): the run's ``config.yaml`` stores it as ``method_hparams``;
+    #   ``timers``: cumulative seconds by name (e.g. DHT's ``flow_solver``), read by the harness
+    #   at every epoch boundary into the training info's per-epoch rows. Default: none.
     def __init__(self, bits: int, n_classes: int, backbone: nn.Module, **hparams: Any) -> None:
         super().__init__()
         self.check_bits(bits, **hparams)
         self.bits = int(bits)
         self.n_classes = int(n_classes)
         self.backbone = backbone
-        self.hparams_dict = dict(hparams)
+        self.hparams.update(hparams)
+        self.timers: dict[str, float] = {}
 
     # ----------------------------------------------------------------- code lengths
     @classmethod
@@ -110,6 +125,11 @@ class HashingMethod(pl.LightningModule):
         For statistics a method's loss needs from the whole training set (e.g. HashNet's
         similar-pair ratio). Default: nothing.
         """
+
+    def stage(self, epoch: int) -> int:
+        """The 1-based stage of a multi-stage schedule that 0-based ``epoch`` belongs to (DHT:
+        metric pre-training, then hashing), recorded per epoch in the training info. Default: 1."""
+        return 1
 
     def selectable_epoch(self, epoch: int) -> bool:
         """Whether the checkpoint after 0-based ``epoch`` may be selected on validation (e.g. only

@@ -39,7 +39,7 @@ class ITQ(HashingMethod):
         rng = np.random.default_rng(seed)
         self.pca = PCA(n_components=self.bits, random_state=seed).fit(features)
         v = self.pca.transform(features)
-        self.rotation = itq_rotation(v, int(self.hparams_dict.get("n_iter", 50)), rng).astype(np.float32)
+        self.rotation = itq_rotation(v, int(self.hparams.get("n_iter", 50)), rng).astype(np.float32)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy((self.pca.transform(to_numpy(x)) @ self.rotation).astype(np.float32))

@@ -48,38 +48,74 @@ def solve_class_codes(unaries: np.ndarray, s: int, lam: float, groups: np.ndarra
     costs could exceed int64 or the solver's cost range, RuntimeError if the solver does not
     report an optimum.
     """
+    u = _checked_unaries(unaries, s)
+    step, step_group = scaled_penalty(lam, scale), scaled_penalty(lam_group, scale)
+    _check_int64_range(u, s, step, step_group, scale)
+    unary = scaled_unary_costs(u, scale)
+    layout = _GroupLayout.of(groups, u.shape[0])
+    tails, heads, caps, costs, n_nodes = _flow_network(unary, s, step, step_group, layout)
+    flows = _min_cost_flows(tails, heads, caps, costs, n_nodes, u.shape[0] * s, scale)
+    n_c, d = u.shape
+    return flows[n_c : n_c + n_c * d].reshape(n_c, d).astype(np.uint8)  # class arcs follow the n_c source arcs
+
+
+def _checked_unaries(unaries: np.ndarray, s: int) -> np.ndarray:
+    """``unaries`` as float64 (n_c, d); ValueError unless 2-D, finite and 1 ≤ s ≤ d."""
     u = np.asarray(unaries, dtype=np.float64)
     if u.ndim != 2:
         raise ValueError(f"unaries must be (n_classes, d), got shape {u.shape}")
-    n_c, d = u.shape
+    d = u.shape[1]
     if not 1 <= s <= d:
         raise ValueError(f"sparsity s must satisfy 1 ≤ s ≤ d = {d}, got {s}")
     if not np.isfinite(u).all():
         raise ValueError("unaries must be finite")
-    step, step_group = scaled_penalty(lam, scale), scaled_penalty(lam_group, scale)
-    # checked in floating point before any cast to int64 can wrap around
+    return u
+
+
+def _check_int64_range(u: np.ndarray, s: int, step: int, step_group: int, scale: int) -> None:
+    """OverflowError when the total scaled cost could reach 2⁶² (checked in floating point, before
+    any cast to int64 can wrap around): max|u|·scale·n_c·s + (Λ + Λ_group)·n_c²·d."""
+    n_c, d = u.shape
     bound = float(np.abs(u).max(initial=0.0)) * scale * n_c * s + float(step + step_group) * n_c * n_c * d
     if bound >= _INT64_BUDGET:
         raise OverflowError(f"scaled costs up to {bound} overflow int64 (scale {scale}); rescale the unaries")
 
-    unary = scaled_unary_costs(u, scale)
-    if groups is None:
-        groups = np.arange(n_c)  # every class alone: no sibling term
-    groups = np.asarray(groups)
-    if groups.shape != (n_c,):
-        raise ValueError(f"groups must have shape ({n_c},), got {groups.shape}")
-    _, group_of, group_size = np.unique(groups, return_inverse=True, return_counts=True)
-    shared = group_size[group_of] >= 2                    # classes routed through (group, bucket) nodes
-    shared_groups = np.flatnonzero(group_size >= 2)
-    gb_index = np.full(len(group_size), -1)
-    gb_index[shared_groups] = np.arange(len(shared_groups))
 
-    source, first_class = 0, 1
+class _GroupLayout:
+    """Which classes share a parent group: ``group_of`` (n_c,) group index, ``group_size`` per
+    group, ``shared`` (n_c,) classes routed through (group, bucket) nodes (group of ≥ 2 members),
+    ``shared_groups`` those groups' indices and ``gb_index`` each group's rank among them (-1)."""
+
+    def __init__(self, group_of: np.ndarray, group_size: np.ndarray):
+        self.group_of, self.group_size = group_of, group_size
+        self.shared = group_size[group_of] >= 2
+        self.shared_groups = np.flatnonzero(group_size >= 2)
+        self.gb_index = np.full(len(group_size), -1)
+        self.gb_index[self.shared_groups] = np.arange(len(self.shared_groups))
+
+    @classmethod
+    def of(cls, groups: np.ndarray | None, n_c: int) -> "_GroupLayout":
+        """The layout of ``groups`` (n_c,) (None: every class alone, no sibling term)."""
+        groups = np.arange(n_c) if groups is None else np.asarray(groups)
+        if groups.shape != (n_c,):
+            raise ValueError(f"groups must have shape ({n_c},), got {groups.shape}")
+        _, group_of, group_size = np.unique(groups, return_inverse=True, return_counts=True)
+        return cls(group_of, group_size)
+
+
+def _flow_network(unary: np.ndarray, s: int, step: int, step_group: int, layout: _GroupLayout):
+    """The arcs (tails, heads, capacities, unit costs: flat arrays) and the node count of the
+    network in the module docstring. Nodes: source 0, classes 1..n_c, then one (group, bucket)
+    node per shared group and bucket, then the d buckets, then the sink. Arcs in this order:
+    source → class (n_c), class → bucket or (group, bucket) (n_c·d, row-major), (group, bucket) →
+    bucket (|G| parallel arcs costing 0, Λ_group, 2Λ_group, …), bucket → sink (K parallel arcs
+    costing 0, Λ, 2Λ, … with K = :func:`max_bucket_load`)."""
+    n_c, d = unary.shape
+    first_class = 1
     first_gb = first_class + n_c
-    first_bucket = first_gb + len(shared_groups) * d
+    first_bucket = first_gb + len(layout.shared_groups) * d
     sink = first_bucket + d
     buckets = np.arange(d)
-
     tails, heads, caps, costs = [], [], [], []
 
     def arcs(t, h, c, w):
@@ -88,39 +124,41 @@ def solve_class_codes(unaries: np.ndarray, s: int, lam: float, groups: np.ndarra
         caps.append(np.broadcast_to(c, np.shape(w)).ravel())
         costs.append(np.asarray(w).ravel())
 
-    arcs(source, first_class + np.arange(n_c), s, np.zeros(n_c, np.int64))
-    cls = np.arange(n_c)[:, None]
-    target = np.where(shared[:, None], first_gb + gb_index[group_of][:, None] * d + buckets,
-                      first_bucket + buckets)
-    n_class_arcs = n_c * d
-    arcs(first_class + cls, target, 1, unary)
-    for g in shared_groups:                                # |G| parallel arcs per (group, bucket)
-        r = np.arange(group_size[g])[:, None]
-        arcs(first_gb + gb_index[g] * d + buckets[None, :], first_bucket + buckets[None, :], 1,
-             np.broadcast_to(r * step_group, (group_size[g], d)))
-    r = np.arange(max_bucket_load(unary, s, step, step_group, group_size.max(initial=1)))[:, None]
-    arcs(first_bucket + buckets[None, :], sink, 1, np.broadcast_to(r * step, (len(r), d)))  # parallel arcs → sink
+    arcs(0, first_class + np.arange(n_c), s, np.zeros(n_c, np.int64))
+    gb_node = first_gb + layout.gb_index[layout.group_of][:, None] * d + buckets
+    arcs(first_class + np.arange(n_c)[:, None], np.where(layout.shared[:, None], gb_node, first_bucket + buckets),
+         1, unary)
+    for g in layout.shared_groups:
+        r = np.arange(layout.group_size[g])[:, None]
+        arcs(first_gb + layout.gb_index[g] * d + buckets[None, :], first_bucket + buckets[None, :], 1,
+             np.broadcast_to(r * step_group, (layout.group_size[g], d)))
+    r = np.arange(max_bucket_load(unary, s, step, step_group, layout.group_size.max(initial=1)))[:, None]
+    arcs(first_bucket + buckets[None, :], sink, 1, np.broadcast_to(r * step, (len(r), d)))
+    return (np.concatenate(tails), np.concatenate(heads), np.concatenate(caps), np.concatenate(costs), sink + 1)
 
+
+def _min_cost_flows(tails, heads, caps, costs, n_nodes: int, supply: int, scale: int) -> np.ndarray:
+    """The flow on every arc of a min-cost flow of ``supply`` units from node 0 to the last node
+    (OR-Tools' SimpleMinCostFlow). OverflowError on BAD_COST_RANGE, RuntimeError on any other
+    status than OPTIMAL."""
     # imported here: only training a sparse-code method needs OR-Tools, not the method registry
     from ortools.graph.python import min_cost_flow
 
     flow = min_cost_flow.SimpleMinCostFlow()
-    flow.add_arcs_with_capacity_and_unit_cost(
-        np.concatenate(tails).astype(np.int32), np.concatenate(heads).astype(np.int32),
-        np.concatenate(caps).astype(np.int64), np.concatenate(costs).astype(np.int64))
-    supplies = np.zeros(sink + 1, np.int64)
-    supplies[source], supplies[sink] = n_c * s, -n_c * s
-    flow.set_nodes_supplies(np.arange(sink + 1, dtype=np.int32), supplies)
+    flow.add_arcs_with_capacity_and_unit_cost(tails.astype(np.int32), heads.astype(np.int32),
+                                              caps.astype(np.int64), costs.astype(np.int64))
+    supplies = np.zeros(n_nodes, np.int64)
+    supplies[0], supplies[-1] = supply, -supply
+    flow.set_nodes_supplies(np.arange(n_nodes, dtype=np.int32), supplies)
     status = flow.solve()
     if status == flow.BAD_COST_RANGE:
         # OR-Tools' cost scaling multiplies costs by about twice the node count: it refuses ranges
         # our int64 guard lets through (measured: max |cost| × 2 (nodes + 3) must fit in int64)
-        raise OverflowError(f"costs up to {int(np.abs(np.concatenate(costs)).max())} exceed the flow solver's "
+        raise OverflowError(f"costs up to {int(np.abs(costs).max())} exceed the flow solver's "
                             f"cost range (scale {scale}); rescale the unaries")
     if status != flow.OPTIMAL:
         raise RuntimeError(f"min-cost flow did not reach an optimum (status {status})")
-    class_arcs = np.arange(n_c, n_c + n_class_arcs)       # after the n_c source arcs
-    return flow.flows(class_arcs).reshape(n_c, d).astype(np.uint8)
+    return flow.flows(np.arange(len(tails)))
 
 
 def max_bucket_load(cost: np.ndarray, s: int, step: int, step_group: int = 0, largest_group: int = 1) -> int:

@@ -19,7 +19,7 @@ class RQ(FaissAdditiveBaseline):
     def fit_closed_form(self, features: np.ndarray, labels: np.ndarray, seed: int) -> None:
         self.dim = features.shape[1]
         rq = faiss.ResidualQuantizer(self.dim, self.n_steps, STEP_BITS)
-        rq.max_beam_size = int(self.hparams_dict.get("max_beam_size", 5))
+        rq.max_beam_size = int(self.hparams.get("max_beam_size", 5))
         rq.cp.seed = int(seed)
         quiet_small_training_set(rq.cp, len(features), self.name)
         rq.train(np.ascontiguousarray(features.astype(np.float32)))

@@ -486,14 +486,6 @@ def test_evaluate_sparse_with_speed_rows(sparse_case):
 
 
 # ----------------------------------------------------------------------------- codes.npz round trip
-class _Method:
-    def __init__(self, state):
-        self.state = state
-
-    def code_state(self):
-        return self.state
-
-
 @pytest.mark.parametrize("code_type", ["binary", "float", "additive", "sparse"])
 def test_codes_npz_round_trip_recomputes_the_same_metrics(tmp_path, code_type, sparse_case, cloud):
     c = cloud
@@ -513,7 +505,7 @@ def test_codes_npz_round_trip_recomputes_the_same_metrics(tmp_path, code_type, s
         sc = sparse_case
         inp = sparse_inputs(sc, rerank=False)
         inp.query = {"buckets": np.argsort(-sc.q_scores, 1)[:, :2], "bucket_scores": sc.q_scores}
-    arrays = runner.codes_npz(code_type, inp.query, inp.database, inp, _Method(state))
+    arrays = runner.codes_npz(inp)
     np.savez(tmp_path / "codes.npz", **arrays)
     with np.load(tmp_path / "codes.npz") as z:
         back = runner.inputs_from_npz(z)
@@ -560,7 +552,7 @@ def test_codes_npz_leaves_out_a_database_embedding_equal_to_the_reference_featur
         inp = EvalInputs("additive", {"indices": rng.integers(0, 8, (6, 2)), "features": c.q},
                          {"indices": rng.integers(0, 8, (150, 2))}, c.ql, c.dl, c.q, c.db, code_state=state)
     inp.query_features, inp.database_features = inp.query_embedding, inp.database_embedding.copy()
-    arrays = runner.codes_npz(code_type, inp.query, inp.database, inp, _Method(inp.code_state))
+    arrays = runner.codes_npz(inp)
     dropped = code_type != "sparse"
     assert ("database_embedding" not in arrays) == dropped
     assert (str(arrays.get("database_embedding_source", "")) == "database_features") == dropped
@@ -572,4 +564,4 @@ def test_codes_npz_leaves_out_a_database_embedding_equal_to_the_reference_featur
     a, b = (evaluate(x, 8, None, n_classes, 0, speed=False) for x in (inp, back))
     assert a.rows == b.rows
     inp.database_features = inp.database_features + 1.0  # not the embedding: kept
-    assert "database_embedding" in runner.codes_npz(code_type, inp.query, inp.database, inp, _Method(inp.code_state))
+    assert "database_embedding" in runner.codes_npz(inp)

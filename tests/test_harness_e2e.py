@@ -11,6 +11,7 @@ import yaml
 
 from hashbench import methods
 from hashbench.benchmark.cli import main
+from hashbench.benchmark.config import split_config
 from hashbench.benchmark.runner import RunRequest, load_data, run_one
 from hashbench.benchmark.store import METRIC_COLUMNS
 
@@ -61,6 +62,9 @@ def test_every_method_trains_and_writes_a_run(name, digits, runs_dir):
     assert split["sizes"]["query"] == 300 and len(split["sha256"]["database"]) == 64
     cfg = yaml.safe_load((path / "config.yaml").read_text())
     assert cfg["request"]["method"] == name
+    assert len(cfg["data_fingerprint"]) == 20  # the data identified by content
+    hparams = {k: v for k, v in split_config(cfg["resolved"])[1].items() if isinstance(v, (str, int, float, bool))}
+    assert hparams.items() <= cfg["method_hparams"].items()  # every scalar hyperparameter recorded
 
 
 def test_runs_are_never_overwritten(digits, runs_dir):

@@ -156,4 +156,166 @@ def test_group_penalty_defaults_to_none():
 def test_bad_input_names_the_problem(kwargs, error, message):
     with pytest.raises(error) as err:
         solve_class_codes(**kwargs)
-    assert message in str(err.value)
+    assert str(err.value) == message
+
+
+def _brute_force_at(u, s, lam, scale, groups=None, lam_group=0.0):
+    n_c, d = u.shape
+    subsets = [np.isin(np.arange(d), c).astype(np.uint8) for c in itertools.combinations(range(d), s)]
+    return min(objective(np.stack(choice), u, lam, groups, lam_group, scale)
+               for choice in itertools.product(subsets, repeat=n_c))
+
+
+def test_scale_reaches_unaries_penalties_and_objective():
+    """``scale`` V sets cost(i, q) = trunc(−V·u) and Λ = trunc(λ·V) (hand values at V = 100), and the
+    solver optimises the objective at that scale: with V = 100 the unary spread (±100) and the
+    penalties (30 = 0.3·100, 50) are comparable, so using 10,000 for any one of them changes the
+    optimum of these instances."""
+    np.testing.assert_array_equal(scaled_unary_costs(np.array([[0.123, -0.456]]), 100), [[-12, 45]])
+    assert scaled_unary_costs(np.array([[0.123, -0.456]]), 100).dtype == np.int64
+    assert scaled_penalty(0.3, 100) == 30 and scaled_penalty(0.3) == 3000
+    h = np.array([[1, 0], [1, 0], [0, 1]])
+    u = np.array([[0.5, 0.1], [0.4, 0.2], [0.3, 0.9]])
+    # unaries −(50 + 40 + 90) = −180; bucket 0 holds 2 classes: Λ·1 = 30; group {0, 1} shares bucket 0: 50
+    assert objective(h, u, 0.3, np.array([0, 0, 1]), 0.5, scale=100) == -180 + 30 + 50
+    rng = np.random.default_rng(42)
+    for case in range(12):
+        u = rng.normal(size=(4, 3))
+        groups = np.array([0, 0, 1, 1]) if case % 2 else None
+        lam_group = 0.5 if case % 2 else 0.0
+        h = solve_class_codes(u, 1, 0.3, groups=groups, lam_group=lam_group, scale=100)
+        assert objective(h, u, 0.3, groups, lam_group, 100) == _brute_force_at(u, 1, 0.3, 100, groups, lam_group)
+
+
+def test_float32_unaries_are_scaled_in_float64():
+    """trunc(−10⁴·u) of the float32 value 0.9582 (0.95819997…) is −9581 in float64; a float32
+    product rounds to −9582.0 first."""
+    u = np.array([[np.float32(0.9582)]], dtype=np.float32)
+    np.testing.assert_array_equal(scaled_unary_costs(u), [[-9581]])
+
+
+def test_codes_are_uint8_and_no_classes_give_no_codes():
+    h = solve_class_codes(np.array([[0.9, 0.1], [0.2, 0.8]]), 1, 0.0)
+    assert h.dtype == np.uint8 and h.tolist() == [[1, 0], [0, 1]]
+    empty = solve_class_codes(np.zeros((0, 4)), 1, 1.0)
+    assert empty.shape == (0, 4) and empty.dtype == np.uint8
+
+
+def test_bucket_load_bound_more_hand_values():
+    # Λ = 1 (not "no penalty"), zero spread: 1 + ⌊8/7⌋ + 0
+    assert max_bucket_load(np.zeros((8, 8), np.int64), 1, 1) == 2
+    # the spread is per row: rows (0, 10⁴, 10⁴, 10⁴) and constant 2·10⁴ rows spread 10⁴, not 2·10⁴
+    cost = np.array([[0, 10_000, 10_000, 10_000]] + [[20_000] * 4] * 5)
+    assert max_bucket_load(cost, 1, 10_000) == 1 + 6 // 3 + 1
+    zeros, skew = np.zeros((20, 8), np.int64), np.zeros((20, 8), np.int64)
+    skew[0, 1] = 9_999                                     # spread Λ − 1
+    assert max_bucket_load(skew, 1, 10_000, largest_group=3) == 1 + 20 // 7 + 0        # Λ_group defaults to 0
+    assert max_bucket_load(zeros, 1, 10_000, step_group=10_000) == 1 + 20 // 7 + 0     # |G|max defaults to 1
+    assert max_bucket_load(zeros, 1, 10_000, step_group=10_000, largest_group=3) == 1 + 20 // 7 + 2
+
+
+def test_objective_group_term_hand_values():
+    u = np.zeros((3, 2))
+    h = np.array([[1, 0], [1, 0], [1, 0]])
+    groups = np.array([0, 0, 0])
+    # n_q = 3 in bucket 0: C(3, 2) = 3 pairs, for both the global and the sibling term
+    assert objective(h, u, 0.1, groups, 0.2) == 3 * 1000 + 3 * 2000
+    assert objective(h, u, 0.1, groups) == objective(h, u, 0.1) == 3 * 1000  # λ_group defaults to 0
+
+
+def test_overflow_guard_boundaries():
+    """The guard is the documented bound exactly: ≥ 2⁶² is refused (at scale 1 a unary of 2⁶² is
+    the bound itself), the unary term is multiplied by s, and a penalty just under 2⁶² with zero
+    unaries still solves (max|u| is 0 there, not 1)."""
+    with pytest.raises(OverflowError, match="overflow int64"):
+        solve_class_codes(np.array([[2.0**62, 0.0]]), 1, 0.0, scale=1)
+    u_max = 2.0**62 / (10_000 * 1 * 2)                      # n_c = 1, s = 2
+    with pytest.raises(OverflowError, match="overflow int64"):
+        solve_class_codes(np.array([[1.1 * u_max, 0.0, 0.0, 0.0]]), 2, 0.0)
+    lam = (2.0**62 - 5120) / 10_000                          # Λ = 2⁶² − 5632 after truncation
+    assert solve_class_codes(np.zeros((1, 1)), 1, lam).tolist() == [[1]]
+
+
+def test_solver_status_other_than_optimal_is_an_error(monkeypatch):
+    from ortools.graph.python import min_cost_flow
+
+    class Infeasible(min_cost_flow.SimpleMinCostFlow):
+        def solve(self):
+            super().solve()
+            return self.INFEASIBLE
+
+    monkeypatch.setattr(min_cost_flow, "SimpleMinCostFlow", Infeasible)
+    with pytest.raises(RuntimeError, match=r"min-cost flow did not reach an optimum \(status .*INFEASIBLE"):
+        solve_class_codes(np.zeros((2, 3)), 1, 0.0)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_network_has_the_documented_arcs(monkeypatch, grouped):
+    """The arcs handed to OR-Tools: n_c source arcs of capacity s and cost 0, n_c·d class arcs of
+    capacity 1 costing trunc(−V·u), |G| parallel arcs 0, Λ_group, 2Λ_group, … per shared (group,
+    bucket), and K = max_bucket_load(…, largest group) parallel arcs 0, Λ, 2Λ, … per bucket → sink."""
+    from ortools.graph.python import min_cost_flow
+
+    seen = {}
+
+    class Spy(min_cost_flow.SimpleMinCostFlow):
+        def add_arcs_with_capacity_and_unit_cost(self, tails, heads, caps, costs):
+            seen.update(tails=np.asarray(tails), heads=np.asarray(heads), caps=np.asarray(caps),
+                        costs=np.asarray(costs))
+            return super().add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
+
+    monkeypatch.setattr(min_cost_flow, "SimpleMinCostFlow", Spy)
+    rng = np.random.default_rng(3)
+    n_c, d, s, lam, lam_group = 9, 6, 2, 0.5, 0.2
+    u = rng.random((n_c, d))
+    groups = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3]) if grouped else None
+    solve_class_codes(u, s, lam, groups=groups, lam_group=lam_group if grouped else 0.0)
+    unary, step, step_group = scaled_unary_costs(u), scaled_penalty(lam), scaled_penalty(lam_group)
+    largest = 3 if grouped else 1
+    K = max_bucket_load(unary, s, step, step_group if grouped else 0, largest)
+    assert 1 < K < n_c                                      # the pruned layer
+    n_shared_arcs = (3 + 2 + 3) * d if grouped else 0       # groups 0, 1, 3 are shared; group 2 is alone
+    caps, costs, tails, heads = seen["caps"], seen["costs"], seen["tails"], seen["heads"]
+    assert len(caps) == n_c + n_c * d + n_shared_arcs + K * d
+    np.testing.assert_array_equal(tails[:n_c], 0)
+    np.testing.assert_array_equal(heads[:n_c], 1 + np.arange(n_c))
+    np.testing.assert_array_equal(caps[:n_c], s)
+    np.testing.assert_array_equal(costs[:n_c], 0)
+    np.testing.assert_array_equal(caps[n_c : n_c + n_c * d], 1)
+    np.testing.assert_array_equal(costs[n_c : n_c + n_c * d], unary.ravel())
+    sink_costs = costs[-K * d :].reshape(K, d)
+    np.testing.assert_array_equal(sink_costs, np.arange(K)[:, None] * step + 0 * sink_costs)
+    np.testing.assert_array_equal(heads[-K * d :], heads.max())
+    if grouped:
+        first_gb = 1 + n_c
+        shared = costs[n_c + n_c * d : n_c + n_c * d + n_shared_arcs]
+        np.testing.assert_array_equal(shared[: 3 * d].reshape(3, d), np.arange(3)[:, None] * step_group + 0 * shared[:d])
+        # class 5 (alone in group 2) goes straight to the buckets, class 0 through (group 0, bucket)
+        class_heads = heads[n_c : n_c + n_c * d].reshape(n_c, d)
+        first_bucket = first_gb + 3 * d
+        np.testing.assert_array_equal(class_heads[5], first_bucket + np.arange(d))
+        np.testing.assert_array_equal(class_heads[0], first_gb + np.arange(d))
+        np.testing.assert_array_equal(class_heads[3], first_gb + d + np.arange(d))
+        np.testing.assert_array_equal(class_heads[8], first_gb + 2 * d + np.arange(d))
+
+
+def test_singleton_groups_add_no_sibling_slack_to_the_bucket_bound(monkeypatch):
+    """Groups of one class each with λ_group > 0: no (group, bucket) node, and the bucket → sink
+    layer uses the bound with |G|max = 1 (a larger |G| would add Λ_group to the slack)."""
+    from ortools.graph.python import min_cost_flow
+
+    seen = {}
+
+    class Spy(min_cost_flow.SimpleMinCostFlow):
+        def add_arcs_with_capacity_and_unit_cost(self, tails, heads, caps, costs):
+            seen["n_arcs"] = len(np.asarray(tails))
+            return super().add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
+
+    monkeypatch.setattr(min_cost_flow, "SimpleMinCostFlow", Spy)
+    n_c, d, s, lam, lam_group = 12, 6, 1, 0.5, 2.0
+    u = np.random.default_rng(9).random((n_c, d))
+    solve_class_codes(u, s, lam, groups=np.arange(n_c), lam_group=lam_group)
+    unary, step, step_group = scaled_unary_costs(u), scaled_penalty(lam), scaled_penalty(lam_group)
+    K = max_bucket_load(unary, s, step, step_group, 1)
+    assert K < max_bucket_load(unary, s, step, step_group, 2)
+    assert seen["n_arcs"] == n_c + n_c * d + K * d

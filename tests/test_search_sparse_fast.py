@@ -166,3 +166,18 @@ def test_index_arguments():
     with pytest.raises(ValueError):
         HashTableIndex(table, emb).search(np.array([[0, 1]]), 1, 1)
     assert HashTableIndex(table, emb).memory_bytes() > HashTableIndex(table).memory_bytes()
+
+
+def test_table_without_buckets_equals_loop():
+    """Every item without a bucket (an all-padding table): no candidates, every bucket probed,
+    -1 ids, as the loop gives (the vectorised path read past the end of the empty offsets)."""
+    table = InvertedHashTable.build(np.full((3, 2), -1))
+    emb = np.ones((3, 2), np.float32)
+    order = np.array([[0, 1], [1, 0]])
+    for keep in (False, True):
+        ref = search_loop(table, order, 1, 2, np.zeros((2, 2), np.float32), emb, keep_candidates=keep)
+        assert_same(HashTableIndex(table, emb).search(order, 1, 2, np.zeros((2, 2), np.float32),
+                                                      keep_candidates=keep), ref, True)
+        ref = search_loop(table, order, 1, 2, keep_candidates=keep)
+        assert_same(search(table, order, 1, 2, keep_candidates=keep), ref, False)
+    np.testing.assert_array_equal(candidates(table, order, 1, 2).counts, [0, 0])

@@ -241,7 +241,9 @@ class HashTableIndex:
         valid = pos >= 0
         pc = np.where(valid, pos, 0)
         starts = self.sig_offsets[pc].ravel()
-        lens = np.where(valid, self.sig_offsets[pc + 1] - self.sig_offsets[pc], 0).ravel()
+        # absent buckets read offsets[0] twice (length 0): offsets[pc + 1] would run past the end
+        # of a table without any bucket
+        lens = (self.sig_offsets[np.where(valid, pos + 1, 0)] - self.sig_offsets[pc]).ravel()
         cell = np.repeat(np.arange(t * R, dtype=np.int64), lens)
         sig = self.sig_ids[_segments(starts, lens)]
         q = cell // R
@@ -304,7 +306,7 @@ class HashTableIndex:
         pc = np.where(valid, pos, 0)
         offsets = self.table.offsets
         starts = offsets[pc].ravel()
-        lens = np.where(valid, offsets[pc + 1] - offsets[pc], 0).ravel()
+        lens = (offsets[np.where(valid, pos + 1, 0)] - offsets[pc]).ravel()  # absent: 0 (see _union_sizes)
         q = np.repeat(np.arange(t * R, dtype=np.int64), lens) // max(R, 1)
         item = self.table.items[_segments(starts, lens)]
         if self.max_buckets > 1 or R > 1:

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hashbench.benchmark import resume
+from hashbench.paths import portable
 from hashbench.benchmark.sweep.executors import Task, make_executor
 from hashbench.benchmark.sweep.manifest import Manifest
 from hashbench.benchmark.sweep.spec import Cell, Sweep
 
-#: Exit status of ``hashbench run --resume`` when another process holds the run's claim.
-BUSY_EXIT = 75
 #: Environment a cell inherits from the driver even on an engine that does not pass it on.
 FORWARDED_ENV = ("HASHBENCH_DATA", "HASHBENCH_CACHE", "HASHBENCH_DEBUG")
 
@@ -47,7 +46,8 @@ def run_sweep(sweep: Sweep, executor: str, settings: dict[str, Any] | None = Non
     manifest = Manifest(sweep.state_dir)
     settings = {**sweep.executor[executor], **{k: v for k, v in (settings or {}).items() if v is not None}}
     engine = make_executor(executor, settings, sweep.state_dir, sweep.name)  # a missing package fails here
-    manifest.update_sweep(sweep=sweep.name, file=str(Path(sweep.path).resolve()), out=str(sweep.out),
+    here = lambda path: portable(str(path), None, None)  # noqa: E731  (the checkout's own paths relative)
+    manifest.update_sweep(sweep=sweep.name, file=here(Path(sweep.path).resolve()), out=here(sweep.out),
                           executor=executor, cells_total=len(sweep.cells))
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     t0 = time.time()
@@ -102,7 +102,7 @@ def _record(manifest: Manifest, sweep: Sweep, cell: Cell, sub, result: dict | No
         fields.update(seconds=result["seconds"], host=result["host"])
     if run_dir is not None:
         fields.update(state="done", run_dir=str(run_dir), train_seconds=_train_seconds(run_dir))
-    elif result is not None and result["returncode"] == BUSY_EXIT:
+    elif result is not None and result["returncode"] == resume.BUSY_EXIT:
         fields["state"] = "busy"
     else:
         fields["state"] = "failed"

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from hashbench.benchmark import store
+from hashbench.fileio import write_text_atomic
 
 STATES = ("pending", "submitted", "done", "failed", "busy")
 
@@ -44,15 +43,7 @@ class Manifest:
             data = self.read()
             yield data
             data["updated"] = store.now_stamp()
-            fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=self.dir)
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(data, f, indent=1, sort_keys=True, default=str)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, self.path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            write_text_atomic(json.dumps(data, indent=1, sort_keys=True, default=str), self.path)
 
     def update_sweep(self, **fields: Any) -> None:
         """Set sweep-level fields (file, executor, out, …)."""

@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from hashbench.benchmark import resume, store
-from hashbench.benchmark.config import run_config, split_config
+from hashbench.benchmark.plan import plan_run
 
 
 class SweepError(ValueError):
@@ -170,13 +170,13 @@ def _cells_of(where: str, grid: dict[str, Any]) -> list[Cell]:
             *(axes[k] for k in ("methods", "datasets", "protocols", "bits", "seeds", "split_seeds", "variants",
                                 "set", "epochs"))):
         try:
-            cls = method_registry.get_method(method)
+            method_registry.get_method(method)
             proto = dataset_registry.get_dataset(dataset).protocol(protocol).name
-            cfg = run_config(method, dataset, variant, overrides, epochs)
-            cls.check_bits(bits, **split_config(cfg)[1])
+            plan = plan_run(method, dataset, [bits], variant, overrides, epochs)
+            plan.require(bits)
         except ValueError as err:
             raise SweepError(f"{where}: {err}") from None
-        ident = resume.run_identity(method, dataset, proto, bits, seed, split_seed, store.config_hash(cfg))
+        ident = resume.run_identity(method, dataset, proto, bits, seed, split_seed, store.config_hash(plan.config))
         cells.append(Cell(method, dataset, proto, int(bits), int(seed), int(split_seed), variant, dict(overrides),
                           epochs, settings["device"], settings["devices"], settings["speed"], ident))
     return cells

@@ -75,10 +75,12 @@ GROUPS: dict[str, tuple[list[str], list[str], list[str] | None]] = {
                                                       "test_evaluate_glue.py"], None),
     "metrics": (["benchmark/metrics/*.py"],
                 ["test_metrics_ranking.py", "test_metrics_groups.py", "test_metrics_nmi.py",
-                 "test_metrics_speed.py", "test_evaluate_glue.py", "test_metrics_input_errors.py", "test_dht.py"], None),
+                 "test_metrics_speed.py", "test_evaluate_glue.py", "test_metrics_input_errors.py", "test_dht.py",
+                 "test_evaluate_onepass.py"], None),
     "search": (["benchmark/search/*.py"],
                ["test_search_additive.py", "test_search_binary.py", "test_search_flat_timing.py",
-                "test_search_sparse.py", "test_evaluate_glue.py"], None),
+                "test_search_sparse.py", "test_search_sparse_fast.py", "test_search_scale.py", "test_search_edges.py",
+                "test_evaluate_glue.py"], None),
     "min_cost_flow": (["methods/min_cost_flow.py"],
                       ["test_min_cost_flow.py", "test_loss_assembly.py"], None),
     "metric_losses": (["methods/metric_losses.py"],
@@ -96,10 +98,12 @@ GROUPS: dict[str, tuple[list[str], list[str], list[str] | None]] = {
     "drq_loss": (["methods/drq.py"], ["test_drq.py", "test_loss_assembly.py"],
                  [n for n in LOSS_NAMES if ".drq." in n]),
 }
-#: non-Python files some tests read by their checkout path (methods/configs/*.yaml)
-ALSO_COPY = ["methods/configs"]
+#: files some tests read by their checkout path (methods/configs/*.yaml; scripts/ through the
+#: load_script fixture: the scale benchmark is in the search group)
+ALSO_COPY = ["methods/configs", "scripts"]
 FOLDERS = {"benchmark": "hashbench/benchmark", "methods": "hashbench/methods", "datasets": "hashbench/datasets",
-           "hashbench": "hashbench", "tests": "tests"}
+           "hashbench": "hashbench", "tests": "tests",
+           "scripts": "scripts"}
 
 
 def export_tree(rev: str | None, dest: Path) -> None:
@@ -173,8 +177,10 @@ def keep_constructors(stage: Path, files: list[str]) -> None:
             f.write_text("".join(lines))
 
 
-def run_group(name: str, stage_root: Path, rev: str | None, workers: int, log) -> dict:
+def run_group(name: str, stage_root: Path, rev: str | None, workers: int, log,
+              only: list[str] | None = None) -> dict:
     files, tests, names = GROUPS[name]
+    names = only or names
     stage = stage_root / name
     export_tree(rev, stage)
     if any(f.startswith("methods/") for f in files):
@@ -185,7 +191,8 @@ def run_group(name: str, stage_root: Path, rev: str | None, workers: int, log) -
     mutmut = [str(Path(sys.executable).with_name("mutmut"))]
     t0 = time.time()
     cmd = mutmut + ["run", "--max-children", str(workers), *(names or [])]
-    log.write(f"== {name}: {' '.join(cmd)} (tests: {', '.join(present)})\n")
+    shown = ["mutmut", *cmd[1:]]  # the log is committed under results/: no machine paths in it
+    log.write(f"== {name}: {' '.join(shown)} (tests: {', '.join(present)})\n")
     log.flush()
     subprocess.run(cmd, cwd=stage, env=env, stdout=log, stderr=subprocess.STDOUT)
     return collect(name, stage, names, t0, present)
@@ -226,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage", type=Path, default=ROOT / ".mutation")
     p.add_argument("--out", type=Path, default=ROOT / "results/mutation/latest")
     p.add_argument("--collect", action="store_true", help="only read the results already in the staging dirs")
+    p.add_argument("--only", type=Path, help="a file of mutant names or globs, one a line: run (and count) only "
+                   "these, e.g. the survivors of an earlier run of the same code after tests were added")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     label = a.rev or "worktree"
@@ -233,10 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     with open(a.out / "mutmut.log", "a") as log:
         for g in a.groups.split(","):
             stage = a.stage / label.replace("/", "_")
+            only = a.only.read_text().split() if a.only else None
             if a.collect:
-                r = collect(g, stage / g, GROUPS[g][2], time.time(), GROUPS[g][1])
+                r = collect(g, stage / g, only or GROUPS[g][2], time.time(), GROUPS[g][1])
             else:
-                r = run_group(g, stage, a.rev, a.workers, log)
+                r = run_group(g, stage, a.rev, a.workers, log, only)
             rows.append(r)
             print(f"{g}: killed {r['killed']}/{r['total']} (survived {r['survived']}, other {r['other']}) "
                   f"in {r['seconds']} s", flush=True)

@@ -1,0 +1,462 @@
+"""The search backends at their edges: every argument check with its exact message, the result
+dtypes the docstrings promise, hand values of the defaults (hash-table bits, bucket order of the
+cascade's tree, the index's memory), empty inputs, and the degenerate table shapes."""
+
+import re
+
+import faiss
+import numpy as np
+import pytest
+
+from hashbench.benchmark.search.additive import (
+    FaissAdditiveIndex,
+    lookup_tables,
+    lut_scores,
+    lut_topk,
+    pq_as_additive,
+    reconstruct,
+    reconstruction_sq_norms,
+)
+from hashbench.benchmark.search.binary import BinaryFlatIndex, BinaryHashIndex, pack_bits
+from hashbench.benchmark.search.flat import exact_knn
+from hashbench.benchmark.search.sparse import (
+    HashTableIndex,
+    InvertedHashTable,
+    _segments,
+    bucket_order,
+    candidates,
+    search,
+)
+from hashbench.benchmark.search.sparse_loop import candidates_loop, search_loop
+from hashbench.benchmark.search.timing import time_call, time_within
+
+HAND = np.array([[0, 1], [1, 2], [2, 3], [0, 3], [3, 3], [1, -1]])
+
+
+def raises(message, fn, *args, error=ValueError, **kwargs):
+    """``fn(*args, **kwargs)`` raises ``error`` with exactly ``message``."""
+    with pytest.raises(error, match="^" + re.escape(message) + "$"):
+        fn(*args, **kwargs)
+
+
+def pm1(rng, n, k):
+    return np.where(rng.random((n, k)) < 0.5, -1, 1).astype(np.int8)
+
+
+# ---------------------------------------------------------------- argument checks, exact messages
+def test_sparse_argument_messages():
+    t = InvertedHashTable.build(HAND)
+    raises("item_buckets must be an integer (N, s) array, got float64 (2, 1)", InvertedHashTable.build,
+           np.zeros((2, 1)))
+    raises("item_buckets must be an integer (N, s) array, got int64 (1, 1, 1)", InvertedHashTable.build,
+           np.zeros((1, 1, 1), np.int64))
+    for fn in (candidates, candidates_loop):
+        raises("query_bucket_order must be an integer (Q, d) array, got int64 (2,)", fn, t, np.array([0, 1]), 1, 1)
+        raises("query_bucket_order must be an integer (Q, d) array, got float64 (1, 2)", fn, t,
+               np.array([[0.0, 1.0]]), 1, 1)
+        raises("s and k must be >= 1, got s=0, k=1", fn, t, np.array([[0, 1]]), 0, 1)
+        raises("s and k must be >= 1, got s=1, k=0", fn, t, np.array([[0, 1]]), 1, 0)
+        raises("exclude must have shape (1,), got (2,)", fn, t, np.array([[0, 1]]), 1, 1, np.array([1, 2]))
+    order = np.array([[0, 1]])
+    for fn in (search, search_loop):
+        raises("give both rerank_query and rerank_db, or neither", fn, t, order, 1, 1, rerank_query=np.zeros((1, 2)))
+        raises("give both rerank_query and rerank_db, or neither", fn, t, order, 1, 1, rerank_db=np.zeros((6, 2)))
+    q, db = np.zeros((1, 2), np.float32), np.zeros((6, 2), np.float32)
+    for rq, rdb in ((np.zeros(2), db), (q, np.zeros(6)), (np.zeros((2, 2)), db), (q, np.zeros((5, 2))),
+                    (q, np.zeros((6, 3)))):
+        raises(f"rerank shapes {rq.shape} / {rdb.shape} do not match Q=1, N=6", search, t, order, 1, 1, rq, rdb)
+    for rq, rdb in ((np.zeros((2, 2)), db), (q, np.zeros((5, 2))), (q, np.zeros((6, 3)))):
+        raises(f"rerank shapes {rq.shape} / {rdb.shape} do not match Q=1, N=6", search_loop, t, order, 1, 1, rq, rdb)
+    raises("rerank_db must be (N=6, D), got (5, 2)", HashTableIndex, t, np.zeros((5, 2)))
+    raises("rerank_db must be (N=6, D), got (6,)", HashTableIndex, t, np.zeros(6))
+    index = HashTableIndex(t, db)
+    raises("topn must be in [1, k=3], got 0", index.search, order, 1, 3, q, topn=0)
+    raises("topn must be in [1, k=3], got 4", index.search, order, 1, 3, q, topn=4)
+    raises("give rerank_query exactly when the index was built with rerank_db", index.search, order, 1, 1)
+    raises("give rerank_query exactly when the index was built with rerank_db", HashTableIndex(t).search, order, 1,
+           1, q)
+    raises("rerank_query must be (1, 2), got (1, 3)", index.search, order, 1, 1, np.zeros((1, 3)))
+    raises("scores must be (Q, d) or (Q, L, d), got shape (1, 1, 1, 2)", bucket_order, np.zeros((1, 1, 1, 2)))
+
+
+def test_binary_argument_messages():
+    rng = np.random.default_rng(0)
+    codes = pm1(rng, 20, 16)
+    raises("codes must be 2-D (N, K), got shape (16,)", pack_bits, codes[0])
+    raises("code length K=12 must be a multiple of 8 (zero-pad it)", pack_bits, codes[:, :12])
+    raises("codes must contain only -1 and +1", pack_bits, np.zeros((2, 8)))
+    for index in (BinaryFlatIndex(codes), BinaryHashIndex(codes)):
+        raises("query has 8 bits, index has 16", index.search, codes[:2, :8], 1)
+    raises("nhash must be >= 1", BinaryHashIndex, codes, nhash=0)
+    raises("b must be in [1, 63] for nhash=1, got 0", BinaryHashIndex, codes, b=0)
+    raises("b must be in [1, 63] for nhash=1, got 64", BinaryHashIndex, pm1(rng, 4, 128), b=64)
+    raises("b must be in [1, 57] for nhash=2, got 58", BinaryHashIndex, pm1(rng, 4, 128), b=58, nhash=2)
+    raises("nhash * b = 18 exceeds the code length 16", BinaryHashIndex, codes, b=9, nhash=2)
+    index = BinaryHashIndex(codes, b=4)
+    raises("nflip must be in [0, b=4], got 5", index.search, codes[:1], 1, nflip=5)
+    raises("nflip must be in [0, b=4], got -1", index.search, codes[:1], 1, nflip=-1)
+    raises("nflip must be in [0, b=4], got 5", index.range_search, codes[:1], 3, nflip=5)
+
+
+def test_additive_flat_timing_argument_messages():
+    rng = np.random.default_rng(1)
+    cb = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    codes = rng.integers(0, 4, (5, 2))
+    raises("codebooks must be (M, K, D), got shape (4, 3)", reconstruct, cb[0], codes)
+    raises("codes must be (N, M=2), got shape (5, 3)", reconstruct, cb, rng.integers(0, 4, (5, 3)))
+    raises("codes must be (N, M=2), got shape (5,)", reconstruct, cb, codes[:, 0])
+    raises("codes must be integer indices", reconstruct, cb, codes.astype(float))
+    raises("prefix m must be in [1, 2], got 0", reconstruct, cb, codes, 0)
+    raises("prefix m must be in [1, 2], got 3", reconstruct, cb, codes, 3)
+    raises("codes must lie in [0, 4)", reconstruct, cb, codes + 4)
+    raises("codes must lie in [0, 4)", reconstruct, cb, codes - 4)
+    raises("metric must be 'ip' or 'l2', got 'cos'", lut_scores, rng.standard_normal((2, 3)), cb, codes, metric="cos")
+    raises("queries must be (Q, D=3), got shape (2, 4)", lut_scores, rng.standard_normal((2, 4)), cb, codes)
+    raises("queries must be (Q, D=3), got shape (3,)", lut_scores, rng.standard_normal(3), cb, codes)
+    raises("PQ centroids must be (M, K, dsub), got shape (4, 3)", pq_as_additive, cb[0])
+    raises("metric must be 'ip' or 'l2', got 'cos'", FaissAdditiveIndex, cb, codes, metric="cos")
+    raises("K=65537 codewords per step is more than 2^16", FaissAdditiveIndex, np.zeros((1, 65537, 1)),
+           np.zeros((1, 1), np.int64))
+    xq, xb = rng.standard_normal((2, 3)), rng.standard_normal((4, 3))
+    raises("queries (2, 3) and database (4, 2) must be 2-D with equal D", exact_knn, xq, xb[:, :2], 1)
+    raises("queries (3,) and database (4, 3) must be 2-D with equal D", exact_knn, xq[0], xb, 1)
+    raises("queries (2, 3) and database (3,) must be 2-D with equal D", exact_knn, xq, xb[0], 1)
+    raises("metric must be 'l2' or 'ip', got 'cos'", exact_knn, xq, xb, 1, metric="cos")
+    raises("repeats must be >= 1 and warmup >= 0", time_call, lambda: None, repeats=0)
+    raises("repeats must be >= 1 and warmup >= 0", time_call, lambda: None, warmup=-1)
+    raises("threads must be >= 1 or None", time_call, lambda: None, threads=0)
+    raises("max_repeats must be >= 1 and budget_s >= 0", time_within, lambda: None, 1.0, max_repeats=0)
+    raises("max_repeats must be >= 1 and budget_s >= 0", time_within, lambda: None, -1.0)
+
+
+# ---------------------------------------------------------------- hand values and defaults
+def test_bucket_order_hand_values():
+    # flat: descending score, equal scores keep the lower id first
+    np.testing.assert_array_equal(bucket_order(np.array([[0.1, 0.5, 0.5, 0.9]])), [[3, 1, 2, 0]])
+    assert bucket_order(np.array([[0.1, 0.5]])).dtype == np.int64
+    # cascade, L = 2 levels of d = 3: level ranks (2, 0, 1) then (1, 2, 0) (ties: lower id first);
+    # leaf = 3·rank_1[t_1] + rank_2[t_2], t enumerated in base 3 (t_1 most significant)
+    sc = np.array([[[0.2, 0.1, 0.9], [0.5, 0.7, 0.5]]])
+    first = [3 * a + b for a in (2, 0, 1) for b in (1, 0, 2)]
+    np.testing.assert_array_equal(bucket_order(sc), [first])
+    np.testing.assert_array_equal(bucket_order(sc, max_buckets=4), [first[:4]])
+    np.testing.assert_array_equal(bucket_order(sc, max_buckets=None), [first])
+    np.testing.assert_array_equal(bucket_order(sc, max_buckets=100), [first])
+    assert bucket_order(sc).dtype == np.int64
+    # three levels of d = 2 (8 leaves; the digit of level l is (t // 2^(2-l)) % 2)
+    sc3 = np.array([[[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]])
+    ranks = [(1, 0), (0, 1), (1, 0)]
+    leaves = [4 * ranks[0][(t >> 2) & 1] + 2 * ranks[1][(t >> 1) & 1] + ranks[2][t & 1] for t in range(8)]
+    np.testing.assert_array_equal(bucket_order(sc3), [leaves])
+    # many queries: each row on its own
+    rng = np.random.default_rng(2)
+    sc = rng.random((5, 2, 4))
+    got = bucket_order(sc)
+    for q in range(5):
+        np.testing.assert_array_equal(got[q], bucket_order(sc[q : q + 1])[0])
+        r1, r2 = np.argsort(-sc[q, 0], kind="stable"), np.argsort(-sc[q, 1], kind="stable")
+        np.testing.assert_array_equal(got[q], (4 * r1[:, None] + r2[None, :]).ravel())
+
+
+def test_build_one_dimensional_and_narrow_integer_buckets():
+    t = InvertedHashTable.build(np.array([3, 1, 3], dtype=np.int16))  # one bucket per item
+    np.testing.assert_array_equal(t.keys, [1, 3])
+    np.testing.assert_array_equal(t.offsets, [0, 1, 3])
+    np.testing.assert_array_equal(t.items, [1, 0, 2])
+    assert t.keys.dtype == np.int64 and t.items.dtype == np.int64 and t.offsets.dtype == np.int64
+    big = InvertedHashTable.build(np.array([[300, 1]], dtype=np.int16))
+    np.testing.assert_array_equal(big.keys, [1, 300])
+
+
+def test_locate_hand_values():
+    t = InvertedHashTable.build(HAND)  # keys 0..3, offsets 0, 2, 5, 7, 10
+    start, end = t.locate(np.array([[3, 0, 7], [-1, 2, 1]]))
+    np.testing.assert_array_equal(start, [[7, 0, 0], [0, 5, 2]])
+    np.testing.assert_array_equal(end, [[10, 2, 0], [0, 7, 5]])
+    empty = InvertedHashTable.build(np.full((3, 1), -1))
+    start, end = empty.locate(np.array([[0, 5]]))
+    np.testing.assert_array_equal(start, [[0, 0]])
+    np.testing.assert_array_equal(end, [[0, 0]])
+    t = InvertedHashTable.build(np.array([[5], [9]]))  # ids beyond the last key, between keys
+    start, end = t.locate(np.array([10, 7, 9, 4]))
+    np.testing.assert_array_equal(start, [0, 0, 1, 0])
+    np.testing.assert_array_equal(end, [0, 0, 2, 0])
+
+
+def test_segments_hand_values():
+    np.testing.assert_array_equal(_segments(np.array([5]), np.array([1])), [5])
+    np.testing.assert_array_equal(_segments(np.array([5, 0, 9]), np.array([2, 0, 3])), [5, 6, 9, 10, 11])
+    assert _segments(np.array([5]), np.array([0])).size == 0
+    assert _segments(np.array([5]), np.array([1])).dtype == np.int64
+
+
+def test_memory_bytes_is_the_sum_of_the_arrays():
+    t = InvertedHashTable.build(HAND)
+    plain = HashTableIndex(t)
+    arrays = (t.keys, t.offsets, t.items, plain.item_lists, plain.sig_of_item, plain.sig_count, plain.sig_ids,
+              plain.sig_offsets)
+    assert plain.memory_bytes() == sum(a.nbytes for a in arrays)
+    emb = np.zeros((6, 3), np.float32)
+    index = HashTableIndex(t, emb)
+    # the IVF copy: 10 stored ids × 3 floats, plus 10 squared norms (float32)
+    assert index.memory_bytes() == plain.memory_bytes() + 10 * 3 * 4 + 10 * 4
+    assert isinstance(index.memory_bytes(), int)
+
+
+def test_degenerate_tables_and_queries():
+    """No queries, no stored bucket at all, a query order without columns, an empty rerank set."""
+    t = InvertedHashTable.build(HAND)
+    emb = np.arange(12, dtype=np.float32).reshape(6, 2)
+    index = HashTableIndex(t, emb)
+    for rerank, keep in ((None, False), (np.zeros((0, 2), np.float32), False), (np.zeros((0, 2), np.float32), True)):
+        idx = index if rerank is not None else HashTableIndex(t)
+        res = idx.search(np.zeros((0, 4), np.int64), 1, 3, rerank, keep_candidates=keep)
+        assert res.ids.shape == (0, 3) and res.ids.dtype == np.int64
+        assert res.n_candidates.shape == (0,) and res.n_buckets.shape == (0,)
+        if keep:
+            assert res.ranked.ids.shape == (0,) and res.ranked.ids.dtype == np.int64
+    for keep in (False, True):
+        res = HashTableIndex(t).search(np.zeros((0, 4), np.int64), 1, 3, keep_candidates=keep)
+        assert res.ids.shape == (0, 3) and (res.ranked is not None) == keep
+        if keep:
+            assert res.ranked.ids.shape == (0,) and res.ranked.ids.dtype == np.int64
+    c = candidates(t, np.zeros((0, 4), np.int64), 1, 3)
+    assert c.ids.shape == (0,) and c.ids.dtype == np.int64 and c.offsets.tolist() == [0] and len(c) == 0
+    none = InvertedHashTable.build(np.full((3, 1), -1))  # every item without a bucket
+    assert none.keys.size == 0 and none.n_items == 3
+    for keep in (False, True):
+        res = HashTableIndex(none, np.ones((3, 2), np.float32)).search(np.array([[0, 1]]), 1, 2,
+                                                                       np.zeros((1, 2), np.float32), keep_candidates=keep)
+        np.testing.assert_array_equal(res.ids, [[-1, -1]])
+        assert np.isinf(res.dist).all() and res.dist.dtype == np.float32
+        np.testing.assert_array_equal(res.n_candidates, [0])
+        np.testing.assert_array_equal(res.n_buckets, [2])
+    assert HashTableIndex(none, np.ones((3, 2), np.float32)).max_norm == 0.0
+    c = candidates(none, np.array([[0, 1], [2, 3]]), 1, 1)
+    np.testing.assert_array_equal(c.counts, [0, 0])
+    assert c.ids.size == 0 and c.ids.dtype == np.int64
+    # zero columns: nothing probed
+    for keep in (False, True):
+        res = index.search(np.zeros((2, 0), np.int64), 1, 2, np.zeros((2, 2), np.float32), keep_candidates=keep)
+        np.testing.assert_array_equal(res.ids, [[-1, -1], [-1, -1]])
+        np.testing.assert_array_equal(res.n_buckets, [0, 0])
+        ref = search_loop(t, np.zeros((2, 0), np.int64), 1, 2, np.zeros((2, 2), np.float32), emb,
+                          keep_candidates=keep)
+        np.testing.assert_array_equal(res.dist, ref.dist)
+
+
+def test_search_result_layout_in_every_path():
+    """ids int64 and dist float32 (+inf padding) with re-ranking; n_buckets and counts in every
+    path; ranked only when asked; topn keeps the expansion to k."""
+    t = InvertedHashTable.build(HAND)
+    order = np.array([[2, 0, 3, 1], [3, 1, 0, 2]])
+    emb = np.arange(6, dtype=np.float32)[:, None]
+    rq = np.array([[2.2], [0.0]], np.float32)
+    index = HashTableIndex(t, emb)
+    for keep in (False, True):
+        res = index.search(order, 1, 3, rq, keep_candidates=keep)
+        assert res.ids.dtype == np.int64 and res.dist.dtype == np.float32
+        np.testing.assert_array_equal(res.n_buckets, [2, 1])
+        np.testing.assert_array_equal(res.n_candidates, [4, 3])
+        assert (res.ranked is not None) == keep and (res.ranked_dist is not None) == keep
+        if keep:
+            np.testing.assert_array_equal(res.ranked.n_buckets, [2, 1])
+            np.testing.assert_array_equal(res.ranked.counts, [4, 3])
+            assert res.ranked.ids.dtype == np.int64 and res.ranked_dist.dtype == np.float32
+        # query 0: candidates {1, 2} ∪ {0, 3} at distances 1.2, 0.2, 2.2, 0.8; query 1: {2, 3, 4}
+        np.testing.assert_array_equal(res.ids, [[2, 3, 1], [2, 3, 4]])
+        np.testing.assert_allclose(res.dist, [[0.04, 0.64, 1.44], [4, 9, 16]], rtol=1e-6)
+    plain = HashTableIndex(t).search(order, 1, 3)
+    assert plain.ranked is None and plain.dist is None and plain.ids.dtype == np.int64
+    np.testing.assert_array_equal(plain.n_buckets, [2, 1])
+    kept = HashTableIndex(t).search(order, 1, 3, keep_candidates=True)
+    np.testing.assert_array_equal(kept.ranked.n_buckets, [2, 1])
+    np.testing.assert_array_equal(kept.ranked[0], [1, 2, 0, 3])
+    top = HashTableIndex(t).search(order, 1, 3, topn=1)
+    np.testing.assert_array_equal(top.ids, [[1], [2]])
+    np.testing.assert_array_equal(top.n_candidates, [4, 3])  # still expanded to k = 3
+    res = search(t, order, 1, 8, rq, emb)
+    np.testing.assert_array_equal(res.ids[1], [0, 1, 2, 3, 4, 5, -1, -1])  # k > N: every bucket probed
+    assert np.isinf(res.dist[1, 6:]).all() and np.isfinite(res.dist[1, :6]).all()
+
+
+def test_threads_and_error_factor_do_not_change_results():
+    rng = np.random.default_rng(4)
+    n, d, D = 3000, 6, 5
+    ib = rng.integers(0, d, (n, 1))
+    emb = rng.standard_normal((n, D)).astype(np.float32)
+    order = np.argsort(rng.random((20, d)), axis=1)
+    t = InvertedHashTable.build(ib)
+    index = HashTableIndex(t, emb)
+    ref = search_loop(t, order, 1, 10, emb[:20], emb, exclude=np.arange(20))
+    for kwargs in (dict(), dict(threads=3), dict(err=0.0), dict(threads=2, err=1e9)):
+        res = index.search(order, 1, 10, emb[:20], exclude=np.arange(20), **kwargs)
+        np.testing.assert_array_equal(res.ids, ref.ids)
+        np.testing.assert_array_equal(res.dist, ref.dist)
+
+
+def test_binary_hash_defaults():
+    rng = np.random.default_rng(5)
+    c16 = pm1(rng, 1000, 16)
+    assert BinaryHashIndex(c16).b == 10                        # ceil(log2 1000)
+    assert BinaryHashIndex(c16[:2]).b == 1                     # ceil(log2 2)
+    assert BinaryHashIndex(c16[:1]).b == 1                     # N = 1 counts as 2
+    assert BinaryHashIndex(c16[:3]).b == 2
+    assert BinaryHashIndex(pm1(rng, 2000, 8)).b == 8           # capped at K
+    two = BinaryHashIndex(c16, nhash=2)
+    assert two.b == 8 and isinstance(two.index, faiss.IndexBinaryMultiHash)
+    assert BinaryHashIndex(pm1(rng, 4, 64), nhash=3).b == 21   # K // nhash
+    assert BinaryHashIndex(pm1(rng, 4, 128), nhash=2).b == 57  # K // 2 = 64, capped at 57
+    assert BinaryHashIndex(pm1(rng, 4, 128), b=63).b == 63     # one table: up to 63
+    one = BinaryHashIndex(c16)
+    assert isinstance(one.index, faiss.IndexBinaryHash) and not isinstance(one.index, faiss.IndexBinaryMultiHash)
+
+
+def test_binary_results_dtypes_and_per_query_rows():
+    rng = np.random.default_rng(6)
+    codes = pm1(rng, 300, 16)
+    flat = BinaryFlatIndex(codes)
+    hashed = BinaryHashIndex(codes, b=6)
+    d_flat, i_flat = flat.search(codes[:5], 4)
+    d, i, n = hashed.search(codes[:5], 4, nflip=6)            # every bucket probed: exact
+    assert d.dtype == np.int32 and i.dtype == np.int64 and n.dtype == np.int64
+    np.testing.assert_array_equal(d, d_flat)
+    np.testing.assert_array_equal(n, 300)
+    d1, i1, n1 = hashed.search(codes[:5], 4, nflip=1)
+    for q in range(5):                                        # the same per query alone
+        dq, iq, nq = hashed.search(codes[q : q + 1], 4, nflip=1)
+        np.testing.assert_array_equal(d1[q], dq[0])
+        np.testing.assert_array_equal(i1[q], iq[0])
+        assert n1[q] == nq[0]
+    d2, i2, n2 = hashed.search(codes[:5], 4, nflip=1, per_query=False)
+    assert n2.dtype == np.float64
+    np.testing.assert_allclose(n2, n1.mean())
+    _, _, n0 = hashed.search(codes[:0], 4, per_query=False)
+    assert n0.shape == (0,)
+    for index in (flat, hashed):
+        lims, dist, ids = index.range_search(codes[:3], 5)
+        assert lims.dtype == np.int64 and dist.dtype == np.int32 and ids.dtype == np.int64
+        assert lims.shape == (4,)
+    np.testing.assert_array_equal(np.unpackbits(pack_bits(np.array([[1, -1, -1, -1, -1, -1, -1, 1]]))),
+                                  [1, 0, 0, 0, 0, 0, 0, 1])
+
+
+def test_additive_hand_values_and_dtypes():
+    cb = np.array([[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]], [[0.5, 0.5], [-1.0, 0.0], [0.0, 0.0]]])
+    codes = np.array([[0, 1], [2, 0], [1, 2]], dtype=np.int32)
+    rec = reconstruct(cb, codes)
+    np.testing.assert_array_equal(rec, [[0.0, 0.0], [1.5, 1.5], [0.0, 2.0]])
+    assert rec.dtype == np.float32
+    np.testing.assert_array_equal(reconstruct(cb, codes, 1), [[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
+    sq = reconstruction_sq_norms(cb, codes)
+    np.testing.assert_array_equal(sq, [0.0, 4.5, 4.0])
+    assert sq.dtype == np.float32
+    q = np.array([[1.0, 2.0]])
+    lut = lookup_tables(q, cb)
+    np.testing.assert_array_equal(lut, [[[1.0, 4.0, 3.0], [1.5, -1.0, 0.0]]])
+    assert lut.dtype == np.float32
+    ip = lut_scores(q, cb, codes)
+    np.testing.assert_array_equal(ip, [[0.0, 4.5, 4.0]])
+    l2 = lut_scores(q, cb, codes, metric="l2")
+    np.testing.assert_allclose(l2, [[-5.0, -0.5, -1.0]])      # −||q − x̂||²
+    assert ip.dtype == np.float32 and l2.dtype == np.float32
+    empty = lut_scores(np.zeros((0, 2)), cb, codes)
+    assert empty.shape == (0, 3) and empty.dtype == np.float32
+    s, i = lut_topk(q, cb, codes, 2, metric="l2")
+    np.testing.assert_array_equal(i, [[1, 2]])
+    np.testing.assert_allclose(s, [[-0.5, -1.0]])
+    s, i = lut_topk(q, cb, codes, 5)                          # k capped at N, descending
+    np.testing.assert_array_equal(i, [[1, 2, 0]])
+    assert s.dtype == np.float32 and i.dtype == np.int64
+    pq = pq_as_additive(np.arange(8, dtype=np.float64).reshape(2, 2, 2))
+    np.testing.assert_array_equal(pq, [[[0, 1, 0, 0], [2, 3, 0, 0]], [[0, 0, 4, 5], [0, 0, 6, 7]]])
+    assert pq.dtype == np.float32
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_faiss_additive_index_matches_the_lut_scan(metric):
+    rng = np.random.default_rng(7)
+    cb = rng.standard_normal((3, 5, 4)).astype(np.float32)   # K = 5: padded to 8 codewords
+    codes = rng.integers(0, 5, (200, 3))
+    xq = rng.standard_normal((6, 4)).astype(np.float32)
+    index = FaissAdditiveIndex(cb, codes, metric=metric)
+    assert index.ntotal == 200 and index.m == 3
+    np.testing.assert_allclose(index.sa_decode_unpacked(codes), reconstruct(cb, codes), atol=1e-5)
+    np.testing.assert_allclose(index.sa_decode(index.packed_codes), reconstruct(cb, codes), atol=1e-5)
+    s, i = index.search(xq, 5)
+    ref_s, ref_i = lut_topk(xq, cb, codes, 5, metric=metric)
+    np.testing.assert_allclose(s, ref_s, rtol=1e-4, atol=1e-4)
+    full = lut_scores(xq, cb, codes, metric=metric)
+    np.testing.assert_allclose(np.take_along_axis(full, i, axis=1), s, rtol=1e-4, atol=1e-4)
+    prefix = FaissAdditiveIndex(cb, codes, metric=metric, m=2)
+    s2, _ = prefix.search(xq, 3)
+    np.testing.assert_allclose(s2, lut_topk(xq, cb, codes, 3, m=2, metric=metric)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_exact_knn_casts_to_float32():
+    xb = np.array([[0.0, 0.0], [1.0, 1.0], [3.0, 0.0]])
+    d, i = exact_knn(np.array([[1.0, 0.0]]), xb, 2)
+    np.testing.assert_array_equal(i, [[0, 1]])
+    np.testing.assert_array_equal(d, [[1.0, 1.0]])
+    d, i = exact_knn(np.array([[1.0, 0.0]]), xb, 2, metric="ip")
+    np.testing.assert_array_equal(i, [[2, 1]])
+    assert d.dtype == np.float32 and i.dtype == np.int64
+
+
+def test_time_call_measures_each_call():
+    calls = []
+    r = time_call(lambda: calls.append(1), repeats=3, warmup=2, threads=None)
+    assert len(calls) == 5 and len(r["all_s"]) == 3 and r["threads"] is None
+    assert all(0 <= s < 1 for s in r["all_s"]) and r["best_s"] == min(r["all_s"])
+    r = time_call(lambda: None, repeats=1, warmup=0, threads=1)
+    assert r["threads"] == 1 and len(r["all_s"]) == 1
+
+
+def test_time_within_counts_against_a_fake_clock(monkeypatch):
+    """Each call advances a fake clock by 1 s: timed calls continue while their sum is below the
+    budget (strictly), up to max_repeats; the defaults are max_repeats = 3, warmup = 1, threads = 1."""
+    from hashbench.benchmark.search import timing
+
+    clock = [0.0]
+    calls = []
+
+    def tick():
+        calls.append(1)
+        clock[0] += 1.0
+
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    r = timing.time_within(tick, budget_s=2.0, max_repeats=5, warmup=0)
+    assert r["all_s"] == [1.0, 1.0] and r["best_s"] == 1.0 and r["median_s"] == 1.0 and r["threads"] == 1
+    calls.clear()
+    r = timing.time_within(tick, budget_s=2.5, max_repeats=5, warmup=0, threads=None)
+    assert r["all_s"] == [1.0, 1.0, 1.0] and len(calls) == 3 and r["threads"] is None
+    calls.clear()
+    r = timing.time_within(tick, budget_s=100.0)                  # defaults: one warm-up, three timed
+    assert len(r["all_s"]) == 3 and len(calls) == 4 and r["threads"] == 1
+    calls.clear()
+    r = timing.time_within(tick, budget_s=0.0, max_repeats=1, warmup=2, threads=2)
+    assert r["all_s"] == [1.0] and len(calls) == 3 and r["threads"] == 2
+    r = timing.time_call(tick, threads=3)                         # defaults: five timed after one warm-up
+    assert r["all_s"] == [1.0] * 5 and r["median_s"] == 1.0 and r["threads"] == 3
+
+
+def test_faiss_additive_index_takes_two_to_the_sixteen_codewords():
+    """K = 2^16 is the largest codebook (16 bits a step); every codeword is reachable."""
+    K = 1 << 16
+    cb = np.arange(K, dtype=np.float32).reshape(1, K, 1)
+    codes = np.array([[0], [K - 1], [12345]])
+    index = FaissAdditiveIndex(cb, codes)
+    np.testing.assert_array_equal(index.sa_decode_unpacked(codes)[:, 0], [0, K - 1, 12345])
+    s, i = index.search(np.ones((1, 1), np.float32), 1)
+    assert i[0, 0] == 1 and s[0, 0] == K - 1
+
+
+def test_hash_range_search_probes_only_the_own_bucket_by_default():
+    rng = np.random.default_rng(8)
+    codes = pm1(rng, 400, 16)
+    index = BinaryHashIndex(codes, b=8)
+    default, own, flip1 = (index.range_search(codes[:10], 17), index.range_search(codes[:10], 17, nflip=0),
+                           index.range_search(codes[:10], 17, nflip=1))
+    for a, b in zip(default, own):
+        np.testing.assert_array_equal(a, b)
+    assert flip1[0][-1] > own[0][-1]                          # one flip reaches more items
