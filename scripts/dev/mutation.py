@@ -98,8 +98,8 @@ GROUPS: dict[str, tuple[list[str], list[str], list[str] | None]] = {
     "drq_loss": (["methods/drq.py"], ["test_drq.py", "test_loss_assembly.py"],
                  [n for n in LOSS_NAMES if ".drq." in n]),
 }
-#: files some tests read by their checkout path (methods/configs/*.yaml; scripts/ through the
-#: load_script fixture: the scale benchmark is in the search group)
+#: files some tests read by their checkout path (methods/configs/*.yaml; scripts/: test_config_wiring
+#: reads scripts/dev/plant_wiring_bugs.py, test_sweep_slurm starts scripts/dev/slurm_localhost.sh)
 ALSO_COPY = ["methods/configs", "scripts"]
 FOLDERS = {"benchmark": "hashbench/benchmark", "methods": "hashbench/methods", "datasets": "hashbench/datasets",
            "hashbench": "hashbench", "tests": "tests",

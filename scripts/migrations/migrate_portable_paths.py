@@ -7,8 +7,8 @@ paths, ``request.out_dir``, sweep ``out``, logs). This rewrites them the way new
 changes (metrics.csv files hold none of these roots and are not touched; ``/tmp`` scratch paths,
 which name datasets on the GPU runs, are left as recorded).
 
-    python scripts/migrate_portable_paths.py            # rewrite, print the files changed
-    python scripts/migrate_portable_paths.py --check    # exit 1 when a file would change
+    python scripts/migrations/migrate_portable_paths.py            # rewrite, print the files changed
+    python scripts/migrations/migrate_portable_paths.py --check    # exit 1 when a file would change
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 #: (absolute root as recorded, portable spelling), the longest first where one contains another.
 ROOTS = [
     ("/work/main/.gpu-carry/part1/", "$HASHBENCH_DATA/"),   # the GPU machine's data root (a carried copy)

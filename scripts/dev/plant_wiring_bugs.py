@@ -8,7 +8,7 @@ copies the package folders and tests to a temporary directory, applies the repla
 
 Usage (from the repository root)::
 
-    nice -n 19 .venv/bin/python scripts/plant_wiring_bugs.py --out results/wiring/planted_bugs.csv
+    nice -n 19 .venv/bin/python scripts/dev/plant_wiring_bugs.py --out results/wiring/planted_bugs.csv
 
 The CSV has one row per bug: the bug, file, replacement, pytest's exit status, the number of
 rows run and failed, the failed rows (``method:key``), seconds, git revision and timestamp. An
@@ -29,7 +29,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import NamedTuple
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: import name → folder, as ``[tool.setuptools.package-dir]`` in pyproject.toml maps them
 PACKAGE_DIRS = {"hashbench": "hashbench", "hashbench.benchmark": "benchmark",
                 "hashbench.datasets": "datasets", "hashbench.methods": "methods"}

@@ -6,12 +6,12 @@ re-run set stays killed: a mutant is killed when some test fails on it, and addi
 make that test pass. The earlier run's non-killed mutants (its survivors file, one
 ``# name: status`` header per mutant) are all in the re-run set.
 
-    python combine.py STAGE_DIR RERUN_NAMES EARLIER_SURVIVORS GROUP OUT_DIR
+    python scripts/dev/mutation_combine.py STAGE_DIR RERUN_NAMES EARLIER_SURVIVORS GROUP OUT_DIR
 
 STAGE_DIR: the re-run's staging directory (``mutmut results --all true`` is read there);
 RERUN_NAMES: the ``--only`` file of the re-run (names or globs). Appends to OUT_DIR/scores.csv
 (revision, group, killed, survived, not_run, other, total, ...), writes OUT_DIR/open-GROUP.txt
-(every re-run mutant not killed, with its status; ``scripts/mutation.py --collect`` writes their
+(every re-run mutant not killed, with its status; ``scripts/dev/mutation.py --collect`` writes their
 diffs) and prints the counts.
 """
 from __future__ import annotations
