@@ -27,7 +27,7 @@ SWEEP ?= sweeps/digits-4cell.yaml
 EXECUTOR ?= local
 SWEEP_ARGS ?=
 
-.PHONY: setup bench test mutation list report report-readme docs-results docs-check docs docs-serve regress regress-accept regress-calibrate sweep sweep-status clean-venv
+.PHONY: setup bench test lint mutation list report report-readme docs-results docs-check docs docs-serve regress regress-accept regress-calibrate sweep sweep-status clean-venv
 
 $(STAMP): pyproject.toml
 	@echo "hashbench: creating $(VENV) (first use; torch is large, this takes a few minutes)"
@@ -45,6 +45,9 @@ bench: $(STAMP)  ## train + evaluate METHOD (default: all) on DATASET (default: 
 
 test: $(STAMP)  ## the test suite (no GPU, no internet)
 	$(VENV)/bin/pytest
+
+lint: $(STAMP)  ## ruff check (rules in pyproject.toml: errors, stale noqa markers, lines over 140 characters)
+	$(VENV)/bin/ruff check .
 
 MUTATION_GROUPS ?= evaluate,metrics,search,min_cost_flow,metric_losses,drq_losses,method_losses
 MUTATION_WORKERS ?= 1

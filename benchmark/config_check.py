@@ -107,7 +107,7 @@ def _annotation_types(cls: type, key: str) -> tuple[set[type], bool] | None:
             continue
         try:
             hint = typing.get_type_hints(init).get(key)
-        except Exception:  # an annotation that does not resolve: fall back to the default's type
+        except Exception:  # noqa: BLE001 - an annotation that does not resolve: fall back to the default's type
             return None
         if hint is None:
             return None

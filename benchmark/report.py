@@ -327,7 +327,8 @@ def _caption(frame: pd.DataFrame, summ: pd.DataFrame) -> str:
     revs = ", ".join(sorted({r[:7] + ("+dirty" if r.endswith("+dirty") else "")
                              for r in frame["git_revision"].dropna().astype(str)}))
     return (f"{metrics} ({DEFAULT_MAP_VARIANT if metrics.startswith('map@') else 'first variant'}), mean ± std over "
-            f"runs ({'/'.join(str(int(n)) for n in counts)} per cell: one per seed unless --duplicates all); best in bold, second underlined.\n"
+            f"runs ({'/'.join(str(int(n)) for n in counts)} per cell: one per seed unless --duplicates all); "
+            "best in bold, second underlined.\n"
             f"Measured on: {hw}; git {revs}.")
 
 

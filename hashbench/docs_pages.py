@@ -65,7 +65,8 @@ PAGES = (
     Page("sparse", "Deep Hash Table family",
          "d = 16 buckets, frozen EfficientNet-Lite0 features, 3 seeds, on CIFAR-10 and Fashion-MNIST "
          "(`results/sparse/NOTES.md` has the commands, the claims checked one by one and the wall-clock "
-         "speed-ups over faiss `IndexFlatL2`). P@k and SUF@16 are of the hash-table search with re-ranking in the stage-1 embedding, one table per sparsity s "
+         "speed-ups over faiss `IndexFlatL2`). P@k and SUF@16 are of the hash-table search with re-ranking "
+         "in the stage-1 embedding, one table per sparsity s "
          "(`hashbench report --metric` shows one variant of a metric, and each s is its own variant).",
          tuple(Section(f"{title}, s = {s}", SPARSE_RUNS, ("--metric", metric, "--no-ci"), settings=settings)
                for s, settings in ((1, ""), (2, "sparsity=2"), (3, "sparsity=3"))

@@ -21,7 +21,7 @@ def load_entry_points(group: str, add: Callable, errors: dict[str, str], kind: s
             continue
         try:
             add(ep, dist)
-        except Exception as err:  # a broken plugin must not take the built-ins down
+        except Exception as err:  # noqa: BLE001 - a broken plugin must not take the built-ins down
             reason = " ".join(f"{type(err).__name__}: {err}".split())
             errors[key] = reason
             log.warning("hashbench: %s plugin %r from %s not loaded: %s", kind, ep.name, dist, reason)

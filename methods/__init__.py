@@ -5,7 +5,7 @@ from hashbench.methods.registry import (  # noqa: F401
 )
 
 # Each import registers its method(s) by name; a missing or broken module is an ImportError here.
-from hashbench.methods import exhaustive, itq, lsh, pq, rq  # noqa: F401,E402
-from hashbench.methods import hashnet, drq, dht, cascade_dht  # noqa: F401,E402
+from hashbench.methods import exhaustive, itq, lsh, pq, rq  # noqa: F401
+from hashbench.methods import hashnet, drq, dht, cascade_dht  # noqa: F401
 
 load_plugins()

@@ -15,8 +15,9 @@ Training, two stages over the harness's epochs E (``stage1_fraction`` f → the 
 1. metric pre-training of trunk + Embed: semi-hard triplet on the L2-normalised embedding
    (squared Euclidean, margin ``metric_margin``) or N-pairs with its regulariser; Adam with the
    FC weight decay (``weight_decay`` on the trunk and Embed weights, ``backbone_weight_decay`` on
-   the backbone's, none on biases or BatchNorm: :meth:`DeepHashTable.stage1_param_groups`). The stage-1 network is then frozen as a copy: it is the faithful re-ranking
-   representation (``rerank: stage1``).
+   the backbone's, none on biases or BatchNorm: :meth:`DeepHashTable.stage1_param_groups`). The
+   stage-1 network is then frozen as a copy: it is the faithful re-ranking representation
+   (``rerank: stage1``).
 2. hash fine-tuning with class-balanced batches: per batch, the class-mean unaries of the hash
    output (L2-normalised rows for triplet, raw for N-pairs) → the exact class codes by min-cost
    flow (``methods.min_cost_flow``, penalty λ = ``pairwise_penalty``) → each sample gets its

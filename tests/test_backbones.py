@@ -287,10 +287,12 @@ def test_feature_cache_key_follows_content_not_source():
     x = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
     y = np.eye(2, dtype=np.uint8)
     backbone = bb.build_backbone("small-cnn", pretrained=False, in_channels=3, image_size=16)
-    a = feature_cache_path("d", ArrayData(x=x, labels=y, class_names=["a", "b"], kind="image", source="/mnt/a", official_split=None), backbone)
+    a = feature_cache_path("d", ArrayData(x=x, labels=y, class_names=["a", "b"], kind="image", source="/mnt/a",
+                                          official_split=None), backbone)
     b = feature_cache_path("d", ArrayData(x=x.copy(), labels=y, class_names=["a", "b"], kind="image",
                                           source="/mnt/b [cached: x.npz]", official_split=None), backbone)
     x2 = x.copy()
     x2[0, 0, 0, 0] += 1
-    c = feature_cache_path("d", ArrayData(x=x2, labels=y, class_names=["a", "b"], kind="image", source="/mnt/a", official_split=None), backbone)
+    c = feature_cache_path("d", ArrayData(x=x2, labels=y, class_names=["a", "b"], kind="image", source="/mnt/a",
+                                          official_split=None), backbone)
     assert a == b != c

@@ -11,7 +11,7 @@ import torch
 from hashbench.benchmark.metrics.candidates import average_precision_of_lists
 from hashbench.methods import metric_losses as ML
 from hashbench.methods.backbones import build_backbone
-from hashbench.methods.dht import (DeepHashTable, DHTThreshold, DHTVectorQuantization, anchor_positive_pairs,
+from hashbench.methods.dht import (DeepHashTable, DHTVectorQuantization, anchor_positive_pairs,
                          class_means, stage1_epochs, top_s)
 from hashbench.methods.base import UnsupportedBitsError
 from hashbench.methods.cascade_dht import CascadeDHT

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from hashbench.benchmark import throughput as tp
 from hashbench.benchmark.cli import main

@@ -87,10 +87,10 @@ def _find_offsets(image: torch.Tensor, out: torch.Tensor, pad: int) -> list[tupl
     h, w = image.shape[-2:]
     crops = {}
     for t in range(2 * pad + 1):
-        for l in range(2 * pad + 1):
-            c = xp[:, t:t + h, l:l + w]
+        for left in range(2 * pad + 1):
+            c = xp[:, t:t + h, left:left + w]
             for f, v in ((False, c), (True, c.flip(-1))):
-                crops.setdefault(v.numpy().tobytes(), []).append((t, l, f))
+                crops.setdefault(v.numpy().tobytes(), []).append((t, left, f))
     assert all(len(v) == 1 for v in crops.values())  # the pattern tells every crop apart
     return [crops[o.numpy().tobytes()][0] for o in out]
 

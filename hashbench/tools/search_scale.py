@@ -286,7 +286,7 @@ def _hash_points(b: Bench, code: str, name: str, ib: np.ndarray, order: np.ndarr
         b.point(code, name + " [Python loop]", "k", TOPK,
                 lambda: search_loop(index.table, order[sub], s, TOPK, xq[sub], x).ids, bs, nbytes,
                 candidates=ref.n_candidates, n_queries=m)
-    del index
+    index = None  # free it before the next point (the closures above are not called again)
     gc.collect()
 
 
@@ -318,7 +318,7 @@ def run_binary(b: Bench):
 
     b.point("binary 64", "IndexBinaryFlat", "-", "-", lambda: flat.search(qbits, TOPK)[1], bs,
             faiss.serialize_index_binary(packed_db).nbytes if packed_db is not None else len(x) * 8, own_recall=own)
-    del flat
+    flat = None  # free it
     mh, bs = build(lambda: BinaryHashIndex(bits, b=16, nhash=4))
     nbytes = faiss.serialize_index_binary(mh.index).nbytes
     for nflip in (0, 1, 2):
@@ -331,7 +331,7 @@ def run_binary(b: Bench):
 
         b.point("binary 64", "IndexBinaryMultiHash(4×16)", "nflip", nflip, one, bs, nbytes, own_recall=own)
         b.rows[-1]["candidates"] = float(out["cand"].mean())
-    del mh, bits
+    mh = bits = None  # free them
     gc.collect()
 
 
@@ -363,7 +363,7 @@ def run_additive(b: Bench):
     fa, bs = build(lambda: FaissAdditiveIndex(books, codes, metric="l2"))
     b.point("additive 4x8", "IndexResidualQuantizer", "-", "-", lambda: fa.search(xq, TOPK)[1],
             train_s + bs, faiss_bytes(fa.index), own_recall=own)
-    del fa, codes
+    fa = codes = None  # free them
     gc.collect()
 
 
@@ -406,7 +406,7 @@ def run_crossover(args) -> list[dict]:
                 rows.append(row)
                 print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       flush=True)
-                del index
+                index = None  # free it before the next point (the closures above are not called again)
                 gc.collect()
         t, load = timed(lambda: flat.search(xq, TOPK), 1)
         best_f = min(best_f, t)
@@ -414,7 +414,7 @@ def run_crossover(args) -> list[dict]:
             row.update({"qps_flat_1t": nq / best_f, "speedup": best_f / row["wall_s_hash"],
                         "ns_per_candidate": row["wall_s_hash"] / (nq * row["candidates"]) * 1e9,
                         "ns_per_item_flat": best_f / (nq * n) * 1e9, "load_flat": max(load, load_f)})
-        del flat, data
+        flat = data = None  # free them
         gc.collect()
     return rows
 
