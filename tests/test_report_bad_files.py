@@ -76,7 +76,7 @@ def test_ctrl_c_during_training_is_one_line_status_130_and_no_run(tmp_path):
     hashbench = str(Path(sys.executable).with_name("hashbench"))
     out = tmp_path / "runs"
     argv = [hashbench, "run", "--method", "hashnet", "--dataset", "digits", "--bits", "16", "--seeds", "0",
-            "--epochs", "200", "--device", "cpu", "--no-speed", "--no-progress", "--out", str(out)]
+            "--epochs", "5000", "--device", "cpu", "--no-speed", "--no-progress", "--out", str(out)]  # never ends first
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:   # the first epoch logged: training runs
