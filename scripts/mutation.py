@@ -96,6 +96,23 @@ GROUPS: dict[str, tuple[list[str], list[str], list[str] | None]] = {
     "drq_loss": (["methods/drq.py"], ["test_drq.py", "test_loss_assembly.py"],
                  [n for n in LOSS_NAMES if ".drq." in n]),
 }
+#: whole method modules (issue 24), one group each, with the fast tests that exercise the module
+#: (no end-to-end harness runs); tests/test_config_wiring.py where present
+METHOD_TESTS = {
+    "dht": ["test_dht.py", "test_cascade_dht.py", "test_loss_assembly.py", "test_param_groups.py",
+            "test_schedules.py", "test_dht_units.py", "test_config_wiring.py"],
+    "cascade_dht": ["test_cascade_dht.py", "test_dht.py", "test_loss_assembly.py", "test_param_groups.py",
+                    "test_cascade_dht_units.py", "test_config_wiring.py"],
+    "drq": ["test_drq.py", "test_loss_assembly.py", "test_param_groups.py", "test_schedules.py",
+            "test_drq_units.py", "test_config_wiring.py"],
+    "hashnet": ["test_hashnet.py", "test_loss_assembly.py", "test_param_groups.py", "test_schedules.py",
+                "test_hashnet_units.py", "test_config_wiring.py"],
+    "base": ["test_closed_form_methods.py", "test_dht.py", "test_drq.py", "test_base_units.py",
+             "test_config_wiring.py"],
+    **{m: ["test_closed_form_methods.py", "test_closed_form_units.py", "test_config_wiring.py"]
+       for m in ("itq", "lsh", "pq", "rq")},
+}
+GROUPS.update({f"method_{m}": ([f"methods/{m}.py"], tests, None) for m, tests in METHOD_TESTS.items()})
 #: non-Python files some tests read by their checkout path (methods/configs/*.yaml)
 ALSO_COPY = ["methods/configs"]
 FOLDERS = {"benchmark": "hashbench/benchmark", "methods": "hashbench/methods", "datasets": "hashbench/datasets",
