@@ -190,8 +190,10 @@ def keep_constructors(stage: Path, files: list[str]) -> None:
             f.write_text("".join(lines))
 
 
-def run_group(name: str, stage_root: Path, rev: str | None, workers: int, log) -> dict:
+def run_group(name: str, stage_root: Path, rev: str | None, workers: int, log,
+              only: list[str] | None = None) -> dict:
     files, tests, names = GROUPS[name]
+    names = only or names
     stage = stage_root / name
     export_tree(rev, stage)
     if any(f.startswith("methods/") for f in files):
@@ -221,6 +223,7 @@ def collect(name: str, stage: Path, names: list[str] | None, t0: float, present:
         if key and (names is None or any(_match(key, n) for n in names)):
             status[key] = st
     survivors = [k for k, v in status.items() if v not in ("killed", "not checked")]
+    (stage / "status.txt").write_text("".join(f"{k}: {v}\n" for k, v in status.items()))
     diffs = [subprocess.run(mutmut + ["show", k], cwd=stage, env=env, capture_output=True, text=True).stdout
              for k in survivors]
     counts = {"killed": sum(v == "killed" for v in status.values()),
@@ -243,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage", type=Path, default=ROOT / ".mutation")
     p.add_argument("--out", type=Path, default=ROOT / "results/mutation/latest")
     p.add_argument("--collect", action="store_true", help="only read the results already in the staging dirs")
+    p.add_argument("--only", type=Path, help="a file of mutant names (one a line, ``name: status`` allowed): run "
+                   "just those, e.g. the survivors of an earlier run after tests were added (mutants it "
+                   "killed stay killed when only tests change)")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     label = a.rev or "worktree"
@@ -250,15 +256,23 @@ def main(argv: list[str] | None = None) -> int:
     with open(a.out / "mutmut.log", "a") as log:
         for g in a.groups.split(","):
             stage = a.stage / label.replace("/", "_")
+            only = None
+            if a.only:
+                only = [ln.split(": ")[0].strip() for ln in a.only.read_text().splitlines() if ln.strip()]
+                only = [n for n in only if any(_match(n, pat) for pat in (GROUPS[g][2] or ["*"]))
+                        and n.startswith("hashbench." + GROUPS[g][0][0].removesuffix(".py").replace("/", ".") + ".")]
+                if not only:
+                    continue
             if a.collect:
-                r = collect(g, stage / g, GROUPS[g][2], time.time(), GROUPS[g][1])
+                r = collect(g, stage / g, only or GROUPS[g][2], time.time(), GROUPS[g][1])
             else:
-                r = run_group(g, stage, a.rev, a.workers, log)
+                r = run_group(g, stage, a.rev, a.workers, log, only)
             rows.append(r)
             print(f"{g}: killed {r['killed']}/{r['total']} (survived {r['survived']}, other {r['other']}) "
                   f"in {r['seconds']} s", flush=True)
             with open(a.out / f"survivors-{g}.txt", "w") as f:
                 f.write("\n".join(r["diffs"]))
+            shutil.copy2(stage / g / "status.txt", a.out / f"status-{g}.txt")
     new = not (a.out / "scores.csv").exists()
     with open(a.out / "scores.csv", "a", newline="") as f:
         w = csv.DictWriter(f, ["revision", "group", "killed", "survived", "other", "total", "seconds", "tests"])

@@ -176,3 +176,41 @@ def test_vq_kmeans_is_seeded_single_init_on_the_stage1_embeddings():
     other.freeze_stage1()
     other.fit_after_training(loader, seed=4)
     assert not np.allclose(other.centroids.numpy(), want, atol=1e-3)      # the seed reaches k-means
+
+
+# ----------------------------------------------------------------------------- training step
+def _stepped(m):
+    """Run the module's own training_step outside a Trainer: its optimisers and schedulers from
+    configure_optimizers, backward in place, ``self.log`` recorded."""
+    opts, scheds = m.configure_optimizers()
+    m.optimizers = lambda: opts
+    m.lr_schedulers = lambda: scheds
+    m.manual_backward = lambda loss: loss.backward()
+    logged = []
+    m.log = lambda name, value, **kw: logged.append((name, float(value), kw))
+    return scheds, logged
+
+
+def test_training_step_steps_only_the_current_stage_optimiser_and_logs_loss_and_stage():
+    m = _attach(_model(dropout=0.0, stage1_fraction=0.5), max_epochs=4).train()
+    (sch1, sch2), logged = _stepped(m)
+    x = torch.randn(6, 5)
+    y = F.one_hot(torch.tensor([0, 1, 2, 0, 1, 2]), 3).float()
+    cls = y.argmax(1)
+    want = m.metric_loss(x, cls).item()
+    embed0, hash0 = m.embed_head.weight.detach().clone(), m.hash_head.weight.detach().clone()
+    loss = m.training_step((x, y), 0)                           # epoch 0: stage 1
+    assert loss.item() == pytest.approx(want, abs=1e-6) and not loss.requires_grad
+    assert not torch.equal(m.embed_head.weight, embed0) and torch.equal(m.hash_head.weight, hash0)
+    assert (sch1.last_epoch, sch2.last_epoch) == (1, 0)
+    assert logged == [("train/loss", pytest.approx(want, abs=1e-6), {"on_step": True, "on_epoch": True, "prog_bar": True}),
+                      ("train/stage", 1.0, {"on_step": True, "on_epoch": False})]
+    m._trainer.current_epoch = 2                                # stage 2
+    logged.clear()
+    want = m.hash_loss(x, cls).item()
+    embed0, hash0 = m.embed_head.weight.detach().clone(), m.hash_head.weight.detach().clone()
+    loss = m.training_step((x, y), 0)
+    assert loss.item() == pytest.approx(want, abs=1e-6)
+    assert torch.equal(m.embed_head.weight, embed0) and not torch.equal(m.hash_head.weight, hash0)
+    assert (sch1.last_epoch, sch2.last_epoch) == (1, 1)
+    assert [(n, v) for n, v, _ in logged][1] == ("train/stage", 2.0)
