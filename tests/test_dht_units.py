@@ -214,3 +214,20 @@ def test_training_step_steps_only_the_current_stage_optimiser_and_logs_loss_and_
     assert torch.equal(m.embed_head.weight, embed0) and not torch.equal(m.hash_head.weight, hash0)
     assert (sch1.last_epoch, sch2.last_epoch) == (1, 1)
     assert [(n, v) for n, v, _ in logged][1] == ("train/stage", 2.0)
+
+
+def test_stage_lr_factor_original_is_a_stair_decay_of_each_stage_own_steps():
+    m = _attach(_model(lr_decay_rate=0.5, lr_decay_steps=10, warmup_steps=2), max_epochs=4)
+    f = m.stage_lr_factor(1)
+    # warm-up (t+1)/2 at t = 0, then 0.5^⌊t/10⌋
+    assert [f(t) for t in (0, 1, 9, 10, 15, 25)] == pytest.approx([0.5, 1.0, 1.0, 0.5, 0.5, 0.25])
+    assert m.stage_lr_factor(2)(10) == pytest.approx(0.5)
+
+
+def test_stage_lr_factor_cosine_spans_each_stage_own_length():
+    # 4 epochs of 10 steps, stage 1 = the first epoch (fraction 0.25): T1 = 10, T2 = 30
+    m = _model(lr_schedule="cosine", stage1_fraction=0.25)
+    m._trainer = SimpleNamespace(max_epochs=4, estimated_stepping_batches=40, current_epoch=0)
+    f1, f2 = m.stage_lr_factor(1), m.stage_lr_factor(2)
+    assert f1(5) == pytest.approx(0.5) and f1(10) == pytest.approx(0.0, abs=1e-12)
+    assert f2(15) == pytest.approx(0.5) and f2(10) == pytest.approx(0.5 * (1 + math.cos(math.pi / 3)))
