@@ -57,6 +57,7 @@ def test_stage1_epochs_rejects_fractions_outside_the_unit_interval():
         with pytest.raises(ValueError, match="stage1_fraction"):
             stage1_epochs(10, bad)
     assert stage1_epochs(10, 1.0) == 9 and stage1_epochs(1, 1.0) == 1
+    assert stage1_epochs(2, 1.0) == 1                       # two epochs: stage 2 keeps one
 
 
 def test_top_s_is_best_first_int64():
@@ -231,3 +232,5 @@ def test_stage_lr_factor_cosine_spans_each_stage_own_length():
     f1, f2 = m.stage_lr_factor(1), m.stage_lr_factor(2)
     assert f1(5) == pytest.approx(0.5) and f1(10) == pytest.approx(0.0, abs=1e-12)
     assert f2(15) == pytest.approx(0.5) and f2(10) == pytest.approx(0.5 * (1 + math.cos(math.pi / 3)))
+    _, (s1, s2) = m.configure_optimizers()                  # each optimiser gets its own stage's factor
+    assert s1.lr_lambdas[0](5) == pytest.approx(0.5) and s2.lr_lambdas[0](15) == pytest.approx(0.5)
