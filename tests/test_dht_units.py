@@ -143,7 +143,13 @@ def test_epoch_hooks_freeze_at_stage_2_and_stop_stage1_only_baselines():
         m.embed_head.weight.add_(1.0)
     m.on_train_epoch_start()
     assert bool(m.stage1_frozen)
-    assert torch.equal(m.stage1_net[3].weight, m.embed_head.weight)
+    frozen = m.embed_head.weight.detach().clone()
+    assert torch.equal(m.stage1_net[3].weight, frozen)
+    m._trainer.current_epoch = 3                                # frozen once: a later epoch copies nothing
+    with torch.no_grad():
+        m.embed_head.weight.add_(1.0)
+    m.on_train_epoch_start()
+    assert torch.equal(m.stage1_net[3].weight, frozen)
     th = _attach(_model(DHTThreshold), max_epochs=4)
     th.on_train_epoch_end()                                     # epoch 0 of 2 stage-1 epochs
     assert th._trainer.should_stop is False and not bool(th.stage1_frozen)
