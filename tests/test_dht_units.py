@@ -183,6 +183,11 @@ def test_vq_kmeans_is_seeded_single_init_on_the_stage1_embeddings():
     other.freeze_stage1()
     other.fit_after_training(loader, seed=4)
     assert not np.allclose(other.centroids.numpy(), want, atol=1e-3)      # the seed reaches k-means
+    # a query's bucket scores are the negative squared distances to the centroids (documented values)
+    q = torch.randn(3, 5, generator=g)
+    e = m.stage1_embedding(q).double().numpy()
+    d2 = ((e[:, None, :] - m.centroids.double().numpy()[None]) ** 2).sum(2)
+    assert np.allclose(m.encode(q)["bucket_scores"].detach().numpy(), -d2, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- training step
