@@ -245,3 +245,17 @@ def test_stage_lr_factor_cosine_spans_each_stage_own_length():
     assert f2(15) == pytest.approx(0.5) and f2(10) == pytest.approx(0.5 * (1 + math.cos(math.pi / 3)))
     _, (s1, s2) = m.configure_optimizers()                  # each optimiser gets its own stage's factor
     assert s1.lr_lambdas[0](5) == pytest.approx(0.5) and s2.lr_lambdas[0](15) == pytest.approx(0.5)
+
+
+def test_npairs_unaries_are_raw_class_means_and_solver_time_accumulates():
+    m = _model(loss="npairs")
+    f = torch.tensor([[3.0, 4.0, 0, 0, 0, 0], [1.0, 0, 0, 0, 0, 0], [0, 0, 2.0, 0, 0, 0]])
+    u, inverse = m.unaries(f, torch.tensor([5, 5, 2]))
+    # classes in ascending id: 2 -> row 2; 5 -> mean of rows 0 and 1 (raw, not L2-normalised)
+    assert np.allclose(u, [[0, 0, 2.0, 0, 0, 0], [2.0, 2.0, 0, 0, 0, 0]]) and inverse.tolist() == [1, 1, 0]
+    tri = _model(loss="triplet")
+    u, _ = tri.unaries(f, torch.tensor([5, 5, 2]))
+    assert np.allclose(u, [[0, 0, 1.0, 0, 0, 0], [0.8, 0.4, 0, 0, 0, 0]])          # means of unit rows
+    m.timers["flow_solver"] = 100.0
+    m.batch_codes(f, torch.tensor([5, 5, 2]))
+    assert m.timers["flow_solver"] > 100.0                      # cumulative over batches
