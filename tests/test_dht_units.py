@@ -259,3 +259,13 @@ def test_npairs_unaries_are_raw_class_means_and_solver_time_accumulates():
     m.timers["flow_solver"] = 100.0
     m.batch_codes(f, torch.tensor([5, 5, 2]))
     assert m.timers["flow_solver"] > 100.0                      # cumulative over batches
+
+
+def test_stage1_embedding_follows_the_live_network_until_frozen():
+    m = _model()
+    x = torch.randn(4, 5)
+    with torch.no_grad():
+        m.embed_head.weight.mul_(-2.0)                          # stage-1 training moved the live head
+    live = F.normalize(m.embed_head(m.head_input(x)), dim=1)
+    assert torch.allclose(m.stage1_embedding(x), live)
+    assert not torch.allclose(m.stage1_net(x), m.embed_head(m.head_input(x)))   # the copy is still the initial one
