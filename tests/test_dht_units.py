@@ -71,6 +71,7 @@ def test_sparsity_bounds_and_the_positive_bits_check():
     with pytest.raises(UnsupportedBitsError):
         DeepHashTable.check_bits(0, sparsity=1)
     DeepHashTable.check_bits(4, sparsity=1)
+    DeepHashTable.check_bits(1)                             # default sparsity 1: one bucket is enough
 
 
 # ----------------------------------------------------------------------------- representations
