@@ -32,6 +32,9 @@ def test_leaf_ids_of_three_levels_by_hand():
 
 def test_leaf_ids_must_fit_int64_and_levels_are_positive():
     C.CascadeDHT.check_bits(2, sparsity=1, levels=61)                    # 2^61 < 2^62
+    C.CascadeDHT.check_bits(4, sparsity=1, levels=1)                     # one level is allowed
+    C.CascadeDHT.check_bits(1)                                           # defaults s = 1 ...
+    C.CascadeDHT.check_bits(2**21)                                       # ... and L = 2: 2^42 leaves
     with pytest.raises(UnsupportedBitsError, match="d\\^L"):
         C.CascadeDHT.check_bits(2, sparsity=1, levels=62)
     with pytest.raises(UnsupportedBitsError):
@@ -111,3 +114,12 @@ def test_three_level_codes_group_by_the_argmax_path_and_use_s_at_the_last_level_
     path = codes[0].argmax(1) * 2 + codes[1].argmax(1)                  # the level-3 parent group
     assert np.array_equal(codes[2], solve_class_codes(u[:, 2], 2, 0.1, groups=path, lam_group=0.5))
     assert np.array_equal(codes[0], solve_class_codes(u[:, 0], 1, 0.1))
+
+
+def test_dynamic_labels_of_three_levels_take_the_set_id_from_the_last_level():
+    level1 = np.array([[1, 0], [1, 0], [0, 1]])
+    level2 = np.array([[1, 0], [0, 1], [0, 1]])                 # argmax 0 1 1
+    level3 = np.array([[1, 1], [1, 1], [1, 0]])                 # sets {0,1} {0,1} {0}: ids 1 1 0
+    labels = C.dynamic_labels([level1, level2, level3])
+    assert labels.dtype == np.int64
+    assert labels.tolist() == [[0, 0, 1], [0, 1, 1], [1, 1, 0]]
