@@ -98,6 +98,23 @@ GROUPS: dict[str, tuple[list[str], list[str], list[str] | None]] = {
     "drq_loss": (["methods/drq.py"], ["test_drq.py", "test_loss_assembly.py"],
                  [n for n in LOSS_NAMES if ".drq." in n]),
 }
+#: whole method modules (issue 24), one group each, with the fast tests that exercise the module
+#: (no end-to-end harness runs); tests/test_config_wiring.py where present
+METHOD_TESTS = {
+    "dht": ["test_dht.py", "test_cascade_dht.py", "test_loss_assembly.py", "test_param_groups.py",
+            "test_schedules.py", "test_dht_units.py", "test_config_wiring.py"],
+    "cascade_dht": ["test_cascade_dht.py", "test_dht.py", "test_loss_assembly.py", "test_param_groups.py",
+                    "test_cascade_dht_units.py", "test_config_wiring.py"],
+    "drq": ["test_drq.py", "test_loss_assembly.py", "test_param_groups.py", "test_schedules.py",
+            "test_drq_units.py", "test_config_wiring.py"],
+    "hashnet": ["test_hashnet.py", "test_loss_assembly.py", "test_param_groups.py", "test_schedules.py",
+                "test_hashnet_units.py", "test_config_wiring.py"],
+    "base": ["test_closed_form_methods.py", "test_dht.py", "test_drq.py", "test_base_units.py",
+             "test_config_wiring.py"],
+    **{m: ["test_closed_form_methods.py", "test_closed_form_units.py", "test_config_wiring.py"]
+       for m in ("itq", "lsh", "pq", "rq")},
+}
+GROUPS.update({f"method_{m}": ([f"methods/{m}.py"], tests, None) for m, tests in METHOD_TESTS.items()})
 #: files some tests read by their checkout path (methods/configs/*.yaml; scripts/: test_config_wiring
 #: reads scripts/dev/plant_wiring_bugs.py, test_sweep_slurm starts scripts/dev/slurm_localhost.sh)
 ALSO_COPY = ["methods/configs", "scripts"]
@@ -211,6 +228,7 @@ def collect(name: str, stage: Path, names: list[str] | None, t0: float, present:
         if key and (names is None or any(_match(key, n) for n in names)):
             status[key] = st
     survivors = [k for k, v in status.items() if v not in ("killed", "not checked")]
+    (stage / "status.txt").write_text("".join(f"{k}: {v}\n" for k, v in status.items()))
     diffs = [subprocess.run(mutmut + ["show", k], cwd=stage, env=env, capture_output=True, text=True).stdout
              for k in survivors]
     counts = {"killed": sum(v == "killed" for v in status.values()),
@@ -233,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage", type=Path, default=ROOT / ".mutation")
     p.add_argument("--out", type=Path, default=ROOT / "results/mutation/latest")
     p.add_argument("--collect", action="store_true", help="only read the results already in the staging dirs")
-    p.add_argument("--only", type=Path, help="a file of mutant names or globs, one a line: run (and count) only "
-                   "these, e.g. the survivors of an earlier run of the same code after tests were added")
+    p.add_argument("--only", type=Path, help="a file of mutant names (one a line, ``name: status`` allowed): run "
+                   "just those, e.g. the survivors of an earlier run after tests were added (mutants it "
+                   "killed stay killed when only tests change)")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     label = a.rev or "worktree"
@@ -242,7 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     with open(a.out / "mutmut.log", "a") as log:
         for g in a.groups.split(","):
             stage = a.stage / label.replace("/", "_")
-            only = a.only.read_text().split() if a.only else None
+            only = None
+            if a.only:  # names (``name: status`` lines allowed) or globs, kept when they are this group's
+                only = [ln.split(": ")[0].strip() for ln in a.only.read_text().splitlines() if ln.strip()]
+                modules = ["hashbench." + f.removesuffix(".py").replace("/", ".") + ".*" for f in GROUPS[g][0]]
+                only = [n for n in only if any(_match(n, m) for m in modules)
+                        and any(_match(n, pat) for pat in (GROUPS[g][2] or ["*"]))]
+                if not only:
+                    continue
             if a.collect:
                 r = collect(g, stage / g, only or GROUPS[g][2], time.time(), GROUPS[g][1])
             else:
@@ -252,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"in {r['seconds']} s", flush=True)
             with open(a.out / f"survivors-{g}.txt", "w") as f:
                 f.write("\n".join(r["diffs"]))
+            shutil.copy2(stage / g / "status.txt", a.out / f"status-{g}.txt")
     new = not (a.out / "scores.csv").exists()
     with open(a.out / "scores.csv", "a", newline="") as f:
         w = csv.DictWriter(f, ["revision", "group", "killed", "survived", "other", "total", "seconds", "tests"])
