@@ -25,7 +25,7 @@ def test_bits_must_be_positive_and_the_message_names_the_method():
             _bare(bits=bad)
     Bare.check_bits(1)
     m = _bare(bits=5, foo=1.5)
-    assert (m.bits, m.n_classes, m.hparams_dict) == (5, 3, {"foo": 1.5})
+    assert (m.bits, m.n_classes, dict(m.hparams)) == (5, 3, {"foo": 1.5})
 
 
 def test_inherited_defaults():
