@@ -115,9 +115,10 @@ METHOD_TESTS = {
        for m in ("itq", "lsh", "pq", "rq")},
 }
 GROUPS.update({f"method_{m}": ([f"methods/{m}.py"], tests, None) for m, tests in METHOD_TESTS.items()})
-#: files some tests read by their checkout path (methods/configs/*.yaml; scripts/: test_config_wiring
-#: reads scripts/dev/plant_wiring_bugs.py, test_sweep_slurm starts scripts/dev/slurm_localhost.sh)
-ALSO_COPY = ["methods/configs", "scripts"]
+#: files some tests read by their checkout path (methods/configs/*.yaml; methods/*.py, whose text
+#: test_config_wiring checks the planted bugs against; scripts/: test_config_wiring reads
+#: scripts/dev/plant_wiring_bugs.py, test_sweep_slurm starts scripts/dev/slurm_localhost.sh)
+ALSO_COPY = ["methods", "scripts"]
 FOLDERS = {"benchmark": "hashbench/benchmark", "methods": "hashbench/methods", "datasets": "hashbench/datasets",
            "hashbench": "hashbench", "tests": "tests",
            "scripts": "scripts"}
