@@ -327,13 +327,13 @@ def make_loader(x: torch.Tensor | Dataset, labels: np.ndarray, batch_size: int, 
     :class:`ImageBatches`. Tensors and ImageBatches are fetched a batch at a time in the main
     process (the same samplers, the same random-number consumption and batches as item-by-item
     loading; ``num_workers`` ignored)."""
+    batched = isinstance(x, (torch.Tensor, ImageBatches))
     if isinstance(x, torch.Tensor):
         # Features in memory: a batch is one index of the tensor (TensorDataset takes index lists),
         # the same batches in the same order as item-by-item collation, without 54,000 item fetches
         # and stacks per encoding pass.
         x = TensorDataset(x, torch.from_numpy(labels.astype(np.float32)))
-        return _batch_loader(x, labels, batch_size, shuffle, seed, sampler, classes_per_batch, images_per_class)
-    if isinstance(x, ImageBatches):
+    if batched:
         return _batch_loader(x, labels, batch_size, shuffle, seed, sampler, classes_per_batch, images_per_class)
     ds = x
     if sampler == "class_balanced" and shuffle:

@@ -110,25 +110,28 @@ def _sq_l2_dist(q: np.ndarray, db: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0, out=d)
 
 
-def _sq_l2_scores(q: np.ndarray, db: np.ndarray) -> np.ndarray:
-    """−‖q − x‖² for every pair (higher is better)."""
-    return -_sq_l2_dist(q, db)
-
-
 def tie_groups(inp: EvalInputs, sl: slice, prefix: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Tie groups (n, r) of the exact ranking for the queries in ``sl`` (see ``benchmark.metrics.ranking``);
     the reference engine (a sort with permutation of the scores)."""
-    ql, dl = inp.query_labels[sl], inp.database_labels
-    excl = None if inp.query_in_database is None else inp.query_in_database[sl]
+    ql, dl, excl = _ranked_queries(inp, sl)
     if inp.code_type == "binary":
         return ranking.hamming_tie_groups(inp.query["bits"][sl], inp.database["bits"], ql, dl, self_exclusion=excl)
-    if inp.code_type == "additive":
-        scores = _lut_scores(inp, sl, prefix)
-    elif inp.code_type == "float":
-        scores = _sq_l2_scores(inp.query["embedding"][sl].astype(np.float64), inp.database["embedding"].astype(np.float64))
-    else:
-        raise ValueError(f"no exact ranking for code type {inp.code_type!r}")
+    scores = _lut_scores(inp, sl, prefix) if inp.code_type == "additive" else -_float_sq_l2(inp, sl)
     return ranking.score_tie_groups(scores, ql, dl, higher_is_better=True, self_exclusion=excl)
+
+
+def _ranked_queries(inp: EvalInputs, sl: slice):
+    """(query labels, database labels, self-exclusion) of the queries in ``sl``; refuses a code
+    type without an exact ranking."""
+    if inp.code_type not in ("binary", "additive", "float"):
+        raise ValueError(f"no exact ranking for code type {inp.code_type!r}")
+    excl = None if inp.query_in_database is None else inp.query_in_database[sl]
+    return inp.query_labels[sl], inp.database_labels, excl
+
+
+def _float_sq_l2(inp: EvalInputs, sl: slice) -> np.ndarray:
+    """Squared Euclidean distances (float64) of the float embeddings of the queries in ``sl``."""
+    return _sq_l2_dist(inp.query["embedding"][sl].astype(np.float64), inp.database["embedding"].astype(np.float64))
 
 
 def _lut_scores(inp: EvalInputs, sl: slice, prefix: int | None) -> np.ndarray:
@@ -141,8 +144,7 @@ def fast_tie_groups(inp: EvalInputs, sl: slice, prefix: int | None, device: str 
     """The same (n, r) as :func:`tie_groups`, from one value-only sort of integer rank keys per
     query (``benchmark.metrics.dense_groups``): the same float32 LUT scores and float64 distances,
     so the same ties and order. ``device="cuda"`` sorts (and counts Hamming bins) on the GPU."""
-    ql, dl = inp.query_labels[sl], inp.database_labels
-    excl = None if inp.query_in_database is None else inp.query_in_database[sl]
+    ql, dl, excl = _ranked_queries(inp, sl)
     if inp.code_type == "binary":
         q, db = inp.query["bits"][sl], inp.database["bits"]
         if device is not None:
@@ -150,11 +152,8 @@ def fast_tie_groups(inp: EvalInputs, sl: slice, prefix: int | None, device: str 
         return ranking.hamming_tie_groups(q, db, ql, dl, self_exclusion=excl)
     if inp.code_type == "additive":
         scores, keys = _lut_scores(inp, sl, prefix), dense_groups.float32_rank_keys
-    elif inp.code_type == "float":
-        scores = _sq_l2_dist(inp.query["embedding"][sl].astype(np.float64), inp.database["embedding"].astype(np.float64))
-        keys = dense_groups.nonnegative_float64_rank_keys
     else:
-        raise ValueError(f"no exact ranking for code type {inp.code_type!r}")
+        scores, keys = _float_sq_l2(inp, sl), dense_groups.nonnegative_float64_rank_keys
     return dense_groups.dense_tie_groups(scores, ql, dl, keys, self_exclusion=excl, threads=threads, device=device)
 
 

@@ -49,11 +49,11 @@ def nonnegative_float64_rank_keys(dist: np.ndarray) -> np.ndarray:
     return (d + 0.0).view(np.uint64)
 
 
-def _table_numpy(keys: np.ndarray, rel: np.ndarray, out: tuple[np.ndarray, np.ndarray]) -> int:
-    """(n, r) of one block from keys (rows, N) uint64 < 2⁶³ and boolean relevance, no exclusion,
-    written into ``out`` (two (rows, N) int64 arrays, zero past the block's groups); returns the
-    block's width (its largest number of groups)."""
-    if keys.size and int(keys.max()) < 1 << 32:
+def _table_numpy(keys: np.ndarray, rel: np.ndarray, out: tuple[np.ndarray, np.ndarray], top: int) -> int:
+    """(n, r) of one block from keys (rows, N) uint64 < 2⁶³ (``top``: their largest) and boolean
+    relevance, no exclusion, written into ``out`` (two (rows, N) int64 arrays, zero past the
+    block's groups); returns the block's width (its largest number of groups)."""
+    if top < 1 << 32:
         return _table_32bit(keys.astype(np.uint32), rel, out)
     rows, n_db = keys.shape
     s = (keys << np.uint64(1)) | rel.astype(np.uint64)
@@ -132,8 +132,8 @@ def _exclude(n: np.ndarray, r: np.ndarray, keys: np.ndarray, rel: np.ndarray, ex
 
 def dense_tie_groups(scores, q_labels, db_labels, rank_keys=float32_rank_keys, self_exclusion=None,
                      threads: int = 1, device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Tie groups ``(n, r)`` (int64, (Q, G); the first G columns of (Q, N) buffers) of the ranking of the scores (Q, N) by ascending
-    ``rank_keys(scores)`` (:func:`float32_rank_keys`: decreasing float32 scores;
+    """Tie groups ``(n, r)`` (int64, (Q, G); the first G columns of (Q, N) buffers) of the ranking
+    of the scores (Q, N) by ascending ``rank_keys(scores)`` (:func:`float32_rank_keys`: decreasing float32 scores;
     :func:`nonnegative_float64_rank_keys`: increasing distances), equal to
     ``ranking.score_tie_groups`` of the same ranking. Labels and ``self_exclusion`` as there.
     ``threads``: CPU jobs (keys and a sort for a block of queries) run at once; ``device="cuda"``
@@ -158,12 +158,13 @@ def dense_tie_groups(scores, q_labels, db_labels, rank_keys=float32_rank_keys, s
     def job(s: int) -> int:
         e = min(n_q, s + step)
         keys = rank_keys(scores[s:e])
-        if keys.dtype != np.uint64 or int(keys.max()) >= 1 << 63:
+        top = int(keys.max())
+        if keys.dtype != np.uint64 or top >= 1 << 63:
             raise ValueError("rank keys must be uint64 below 2^63")
         rel = labels.relevance(torch.arange(s, e)).numpy()
         n, r = out_n[s:e], out_r[s:e]
         if device is None:
-            width = _table_numpy(keys, rel, (n, r))
+            width = _table_numpy(keys, rel, (n, r), top)
         else:
             dev = torch.device(device)
             tn, tr = _table_torch(torch.from_numpy(keys.view(np.int64)).to(dev), torch.from_numpy(rel).to(dev))

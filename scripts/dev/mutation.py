@@ -61,7 +61,7 @@ LOSS_NAMES = [
 #: evaluate.py without its two wall-clock functions (speed_metrics_rows, _sparse_speed: 404 of its
 #: 1,262 mutants, mostly option strings of timing rows), which the time budget left out
 EVALUATE_NAMES = [f"hashbench.benchmark.evaluate.x_{f}__mutmut_*" for f in (
-    "map_name", "_chunks", "_sq_l2_scores", "tie_groups", "ranking_metrics", "_key", "nmi_rows", "_relevance_of",
+    "map_name", "_chunks", "_ranked_queries", "_float_sq_l2", "tie_groups", "ranking_metrics", "_key", "nmi_rows", "_relevance_of",
     "_exact_excluding", "sparse_metrics", "_candidate_relevance", "_n_relevant", "evaluate")] + [
     "hashbench.benchmark.evaluate.xǁEvalResultǁadd__mutmut_*"]
 GROUPS: dict[str, tuple[list[str], list[str], list[str] | None]] = {
