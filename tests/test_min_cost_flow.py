@@ -319,3 +319,24 @@ def test_singleton_groups_add_no_sibling_slack_to_the_bucket_bound(monkeypatch):
     K = max_bucket_load(unary, s, step, step_group, 1)
     assert K < max_bucket_load(unary, s, step, step_group, 2)
     assert seen["n_arcs"] == n_c + n_c * d + K * d
+
+
+def test_penalty_arcs_are_exact_int64_beyond_float64_precision(monkeypatch):
+    """The parallel arcs' costs r·Λ are computed in int64, never through float64: at scale 1 with
+    Λ = 2⁵³ − 1 (inside the int64 guard and OR-Tools' cost range for 4 classes and 2 buckets),
+    3Λ needs 55 bits and float64 would round it to 3Λ − 1."""
+    from ortools.graph.python import min_cost_flow
+
+    seen = {}
+
+    class Spy(min_cost_flow.SimpleMinCostFlow):
+        def add_arcs_with_capacity_and_unit_cost(self, tails, heads, caps, costs):
+            seen["costs"] = np.asarray(costs)
+            return super().add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
+
+    monkeypatch.setattr(min_cost_flow, "SimpleMinCostFlow", Spy)
+    lam = float(2**53 - 1)
+    h = solve_class_codes(np.zeros((4, 2)), 1, lam, scale=1)
+    assert h.sum(0).tolist() == [2, 2]
+    sink = seen["costs"][-4 * 2:].reshape(4, 2)               # K = 4 arcs per bucket
+    assert sink.dtype == np.int64 and sink[:, 0].tolist() == [0, 2**53 - 1, 2**54 - 2, 3 * (2**53 - 1)]
