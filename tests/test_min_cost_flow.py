@@ -121,8 +121,11 @@ def test_overflow_bound_is_the_documented_one():
     u = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # class 0 wants bucket 0, class 1 bucket 2
     with pytest.raises(OverflowError, match="overflow int64"):
         solve_class_codes(1.1 * u_max * u, s, 0.0)
-    with pytest.raises(OverflowError, match="exceed the flow solver's cost range"):
+    with pytest.raises(OverflowError) as err:
         solve_class_codes(0.9 * u_max * u, s, 0.0)
+    cost = int(np.trunc(0.9 * u_max * COST_SCALE))
+    assert str(err.value) == (f"costs up to {cost} exceed the flow solver's cost range (scale 10000); "
+                              f"rescale the unaries")
     assert solve_class_codes(1e12 * u, s, 0.0).tolist() == [[1, 0, 0], [0, 0, 1]]
     assert solve_class_codes(u, s, 0.9 * lam_max).tolist() == [[1, 0, 0], [0, 0, 1]]
     with pytest.raises(OverflowError, match="overflow int64"):
@@ -152,7 +155,8 @@ def test_group_penalty_defaults_to_none():
      "pairwise penalty must be ≥ 0, got -1.0"),
     (dict(unaries=np.zeros((2, 3)), s=1, lam=0.0, groups=np.array([0, 0, 1])), ValueError,
      "groups must have shape (2,), got (3,)"),
-], ids=["1-D unaries", "NaN", "inf", "negative lambda", "negative group lambda", "groups shape"])
+    (dict(unaries=[[0.0, None]], s=1, lam=0.0), ValueError, "unaries must be finite"),   # a missing value: NaN
+], ids=["1-D unaries", "NaN", "inf", "negative lambda", "negative group lambda", "groups shape", "None in a list"])
 def test_bad_input_names_the_problem(kwargs, error, message):
     with pytest.raises(error) as err:
         solve_class_codes(**kwargs)
