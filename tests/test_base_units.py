@@ -41,3 +41,14 @@ def test_inherited_defaults():
         m.fit_closed_form(np.zeros((2, 4)), np.zeros((2, 3)), seed=0)
     assert CODE_KEYS[BINARY] == ("bits",)
     assert Bare.requires_training and not Bare.prefix_codes and Bare.model_selection
+
+
+def test_default_stage_is_one_and_forward_is_the_embedding():
+    class Doubling(Bare):
+        def embed(self, x):
+            return 2 * x
+
+    m = Doubling(bits=5, n_classes=3, backbone=build_backbone("identity", in_dim=4))
+    assert m.stage(0) == 1 and m.stage(9) == 1
+    x = torch.arange(8.0).reshape(2, 4)
+    assert torch.equal(m(x), 2 * x)

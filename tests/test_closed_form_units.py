@@ -3,6 +3,8 @@ default hyperparameters reaching faiss and the ITQ alternation (spies), the code
 zero-padding of PQ's sub-spaces. Small inputs, hand-checked layouts."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -75,3 +77,56 @@ def test_rq_beam_default_and_option_and_seed_reach_faiss():
     assert default.quantizer.max_beam_size == 5 and narrow.quantizer.max_beam_size == 2
     assert default.quantizer.cp.seed == 4 and default.dim == 6
     assert default.code_state()["codebooks"].shape == (1, 256, 6)
+
+
+class _IdentityDraw:
+    """A generator stand-in whose Gaussian draw is the identity, so ITQ starts from R₀ = I."""
+
+    def standard_normal(self, shape):
+        return np.eye(shape[0])
+
+
+def test_itq_rotation_one_step_by_hand_with_sign_of_zero_positive():
+    """R₀ = I; V = [[3, 0], [0, 1], [1, −2]] has VR₀ = V with a zero entry, whose sign is +1, so
+    B = [[1, 1], [1, 1], [1, −1]] and BᵀV = [[4, −1], [2, 3]]; its polar factor is the rotation by
+    atan2(2 + 1, 4 + 3), and R₁ = Ŝ Sᵀ is its transpose: [[7, 3], [−3, 7]] / √58."""
+    v = np.array([[3.0, 0.0], [0.0, 1.0], [1.0, -2.0]])
+    np.testing.assert_allclose(itq_module.itq_rotation(v, 1, _IdentityDraw()),
+                               np.array([[7.0, 3.0], [-3.0, 7.0]]) / np.sqrt(58.0), atol=1e-12)
+    # no iteration: the Q factor of the seeded draw
+    start = np.linalg.qr(np.random.default_rng(5).standard_normal((2, 2)))[0]
+    np.testing.assert_array_equal(itq_module.itq_rotation(v, 0, np.random.default_rng(5)), start)
+
+
+def test_itq_seed_reaches_the_pca_and_the_embedding_is_float32(monkeypatch):
+    """The seed is PCA's ``random_state`` (its randomized solver, chosen by scikit-learn for large
+    inputs, depends on it), and the embedding is float32 like every method's."""
+    seen = []
+    real = itq_module.PCA
+
+    def spy(**kwargs):
+        seen.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(itq_module, "PCA", spy)
+    m = _fit(ITQ, 4, _data(), seed=13)
+    assert seen == [{"n_components": 4, "random_state": 13}]
+    assert m.embed(torch.from_numpy(_data(n=3))).dtype == torch.float32
+
+
+@pytest.mark.parametrize("cls, name", [(PQ, "pq"), (RQ, "rq")])
+def test_small_training_set_is_one_warning_naming_the_method(monkeypatch, caplog, cls, name):
+    """Fewer than 256 × 39 (faiss's min_points_per_centroid) training points: one warning line per
+    method and process, naming the method; faiss's own per-step prints are silenced."""
+    import faiss
+
+    from hashbench.methods import _quantizer
+
+    monkeypatch.setattr(_quantizer, "_told", set())
+    with caplog.at_level(logging.WARNING, logger="hashbench.methods"):
+        m = _fit(cls, 8, _data(n=300, d=6))
+        _quantizer.quiet_small_training_set(faiss.ClusteringParameters(), 300, name)   # told once
+    lines = [r.getMessage() for r in caplog.records if r.name == "hashbench.methods"]
+    assert len(lines) == 1 and lines[0].startswith(f"{name}: 300 training points for 256 centroids per step "
+                                                   f"(faiss suggests at least 9984)")
+    assert m.quantizer.cp.min_points_per_centroid == 1

@@ -121,8 +121,11 @@ def test_overflow_bound_is_the_documented_one():
     u = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # class 0 wants bucket 0, class 1 bucket 2
     with pytest.raises(OverflowError, match="overflow int64"):
         solve_class_codes(1.1 * u_max * u, s, 0.0)
-    with pytest.raises(OverflowError, match="exceed the flow solver's cost range"):
+    with pytest.raises(OverflowError) as err:
         solve_class_codes(0.9 * u_max * u, s, 0.0)
+    cost = int(np.trunc(0.9 * u_max * COST_SCALE))
+    assert str(err.value) == (f"costs up to {cost} exceed the flow solver's cost range (scale 10000); "
+                              f"rescale the unaries")
     assert solve_class_codes(1e12 * u, s, 0.0).tolist() == [[1, 0, 0], [0, 0, 1]]
     assert solve_class_codes(u, s, 0.9 * lam_max).tolist() == [[1, 0, 0], [0, 0, 1]]
     with pytest.raises(OverflowError, match="overflow int64"):
@@ -152,7 +155,8 @@ def test_group_penalty_defaults_to_none():
      "pairwise penalty must be ≥ 0, got -1.0"),
     (dict(unaries=np.zeros((2, 3)), s=1, lam=0.0, groups=np.array([0, 0, 1])), ValueError,
      "groups must have shape (2,), got (3,)"),
-], ids=["1-D unaries", "NaN", "inf", "negative lambda", "negative group lambda", "groups shape"])
+    (dict(unaries=[[0.0, None]], s=1, lam=0.0), ValueError, "unaries must be finite"),   # a missing value: NaN
+], ids=["1-D unaries", "NaN", "inf", "negative lambda", "negative group lambda", "groups shape", "None in a list"])
 def test_bad_input_names_the_problem(kwargs, error, message):
     with pytest.raises(error) as err:
         solve_class_codes(**kwargs)
@@ -319,3 +323,24 @@ def test_singleton_groups_add_no_sibling_slack_to_the_bucket_bound(monkeypatch):
     K = max_bucket_load(unary, s, step, step_group, 1)
     assert K < max_bucket_load(unary, s, step, step_group, 2)
     assert seen["n_arcs"] == n_c + n_c * d + K * d
+
+
+def test_penalty_arcs_are_exact_int64_beyond_float64_precision(monkeypatch):
+    """The parallel arcs' costs r·Λ are computed in int64, never through float64: at scale 1 with
+    Λ = 2⁵³ − 1 (inside the int64 guard and OR-Tools' cost range for 4 classes and 2 buckets),
+    3Λ needs 55 bits and float64 would round it to 3Λ − 1."""
+    from ortools.graph.python import min_cost_flow
+
+    seen = {}
+
+    class Spy(min_cost_flow.SimpleMinCostFlow):
+        def add_arcs_with_capacity_and_unit_cost(self, tails, heads, caps, costs):
+            seen["costs"] = np.asarray(costs)
+            return super().add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
+
+    monkeypatch.setattr(min_cost_flow, "SimpleMinCostFlow", Spy)
+    lam = float(2**53 - 1)
+    h = solve_class_codes(np.zeros((4, 2)), 1, lam, scale=1)
+    assert h.sum(0).tolist() == [2, 2]
+    sink = seen["costs"][-4 * 2:].reshape(4, 2)               # K = 4 arcs per bucket
+    assert sink.dtype == np.int64 and sink[:, 0].tolist() == [0, 2**53 - 1, 2**54 - 2, 3 * (2**53 - 1)]
