@@ -254,17 +254,28 @@ class _Identity(nn.Module):
         return x
 
 
+def _atanh_099() -> float:
+    """A float32 z with tanh(z) = 0.99 exactly in this torch build: the middle of the run of
+    neighbours of atanh(0.99) (about 13 float32 values) that tanh maps to float32(0.99)."""
+    z = [torch.tensor(math.atanh(0.99))]
+    for _ in range(20):
+        z = [torch.nextafter(z[0], torch.tensor(0.0))] + z + [torch.nextafter(z[-1], torch.tensor(9.0))]
+    z = torch.stack(z)
+    hits = (torch.tanh(z) == torch.tensor(0.99)).nonzero().flatten()
+    assert len(hits) > 0
+    return z[hits[len(hits) // 2]].item()
+
+
 def test_training_step_logs_per_item_batch_size_and_strict_saturation():
     m = HashNet(bits=4, n_classes=3, backbone=_Identity(), class_num=2.0)
     with torch.no_grad():
         m.fch.weight.copy_(torch.eye(4))                                                  # z = x exactly, β = 1
-    z0 = torch.tensor(2.646652936935425)                                                 # tanh(z0) = 0.99 in float32
-    assert torch.tanh(z0).item() == torch.tensor(0.99).item()
-    x = torch.tensor([[z0, -z0, 3.0, 0.0]] * 3)                                           # 3 items of 4 values
+    x = torch.tensor([[_atanh_099(), -_atanh_099(), 3.0, 0.0]] * 3)                       # 3 items of 4 values
     m._trainer = SimpleNamespace(global_step=0, current_epoch=0)
     logged = {}
     m.log = lambda name, value, **kw: logged.__setitem__(name, (float(torch.as_tensor(value).detach()), kw))
     m.training_step((x, torch.eye(3)), 0)
+    assert (m.relaxed_codes(x).abs() == 0.99).sum() == 6                                  # the boundary is reached
     assert logged["train/saturated"][0] == 0.25                                           # |h| > 0.99: only tanh(3)
     assert {name: kw["batch_size"] for name, (_, kw) in logged.items()} == dict.fromkeys(logged, 3)
 
