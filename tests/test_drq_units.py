@@ -4,6 +4,8 @@ decay by hand, the schedule length's sources, the stage rule's guards, the netwo
 layout and the codes and codebooks it exposes. Values by hand or by the documented definition."""
 from __future__ import annotations
 
+import math
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -187,3 +189,57 @@ def test_a_skipped_epoch_trains_nothing():
     assert m.training_step((torch.randn(4, 6), torch.eye(3)[[0, 1, 2, 0]]), 0) is None
     assert torch.equal(m.fc8.weight, fc0) and all(s.last_epoch == 0 for s in scheds)
     assert logged == {"train/stage": (0.0, {"on_step": True, "on_epoch": False})}
+
+
+def _raises_exactly(exc, message: str):
+    """``pytest.raises`` on the whole message (a user-facing error says exactly this)."""
+    return pytest.raises(exc, match=f"^{re.escape(message)}$")
+
+
+def test_steps_and_bits_at_their_bounds_and_their_messages():
+    assert steps_and_bits(1, 2) == (1, 1) and steps_and_bits(3, 2) == (3, 1)   # K = 2: one bit a step
+    assert steps_and_bits(24, 256, n_steps=4) == (4, 8)
+    with _raises_exactly(UnsupportedBitsError, "drq: codebook_size must be a power of two >= 2, got 6"):
+        steps_and_bits(8, 6)
+    # 12 bits at K = 256 is no multiple of 8, also when n_steps = 4 would leave room for 32 bits
+    for n_steps in (None, 4):
+        with _raises_exactly(UnsupportedBitsError,
+                             "drq: bits must be a positive multiple of log2(K) = 8 (K = 256), got 12"):
+            steps_and_bits(12, 256, n_steps)
+    with _raises_exactly(UnsupportedBitsError, "drq: bits must be a positive multiple of log2(K) = 2 (K = 4), got 0"):
+        steps_and_bits(0, 4, n_steps=3)
+    with _raises_exactly(UnsupportedBitsError, "drq: 24 bits exceed n_steps·log2(K) = 2·8"):
+        steps_and_bits(24, 256, n_steps=2)
+
+
+def test_soft_output_uses_each_rows_own_cosines():
+    # C = (e1, e2), one step: cos(r_i, C_k) = r_ik / ‖r_i‖, so the rows (3, 4) and (0, −2) have cosines
+    # (0.6, 0.8) and (0, −1) whatever the other row's norm; soft = softmax(cos) @ C, hard = C[argmax]
+    x = torch.tensor([[3.0, 4.0], [0.0, -2.0]])
+    q = recurrent_quantize(x, torch.eye(2), torch.tensor([1.0]))
+    e = math.exp
+    want = [[e(0.6) / (e(0.6) + e(0.8)), e(0.8) / (e(0.6) + e(0.8))], [e(0.0) / (e(0.0) + e(-1.0)), e(-1.0) / (e(0.0) + e(-1.0))]]
+    assert q.soft[0].tolist() == [pytest.approx(r, rel=1e-6) for r in want]
+    assert q.indices.tolist() == [[1], [0]] and q.hard[0].tolist() == [[0.0, 1.0], [1.0, 0.0]]
+
+
+def test_schedule_error_message():
+    with _raises_exactly(ValueError, "drq: the stage schedule needs schedule_epochs or Trainer(max_epochs=...)"):
+        make().total_epochs()
+
+
+@pytest.mark.parametrize("fractions, skip, want", [
+    ((0.5, 0.75), False, [False, False, False, True]),   # stages 1 1 2 3: the last epoch alone starts stage 3
+    ((1.0, 1.0), False, [True] * 4),                     # stage 1 throughout: it is the final stage
+    ((0.5, 0.75), True, [False] * 4),                    # stages 1 1 0 0: the last epoch is skipped, none selectable
+])
+def test_selectable_epochs_follow_the_last_epochs_stage(fractions, skip, want):
+    m = make(schedule_epochs=4, stage_fractions=fractions, skip_boundary_epochs=skip)
+    assert [m.selectable_epoch(e) for e in range(4)] == want
+
+
+def test_unknown_encoder_optimizer_set_after_construction_is_refused_by_name():
+    m = make()
+    m.hparams.encoder_optimizer = "sgd"
+    with _raises_exactly(ValueError, "drq: encoder_optimizer must be 'momentum' or 'adam', got 'sgd'"):
+        m.configure_optimizers()

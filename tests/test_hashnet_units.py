@@ -5,6 +5,7 @@ training step's β buffer and logs. Values by hand or by the documented definiti
 from __future__ import annotations
 
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,7 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from hashbench.methods.hashnet import HashNet, pair_weights, similar_pair_ratio
+from hashbench.methods.hashnet import (
+    HashNet,
+    epoch_beta,
+    pair_weights,
+    pairwise_likelihood_loss,
+    similar_pair_ratio,
+    two_stream_split,
+)
 
 
 class Tiny(nn.Module):
@@ -153,3 +161,147 @@ def test_training_step_sets_beta_and_logs_beta_lr_saturation_and_loss():
                                                                  "batch_size": 6})
     logged.clear()
     assert m.training_step((x[:1], y[:1]), 0) is None and "train/loss" not in logged   # one item: no pairs
+
+
+def _raises_exactly(exc, message: str):
+    """``pytest.raises`` on the whole message (a user-facing error says exactly this)."""
+    return pytest.raises(exc, match=f"^{re.escape(message)}$")
+
+
+def test_helper_defaults_and_error_messages():
+    assert epoch_beta(19) == 1.0 and epoch_beta(20) == pytest.approx(math.sqrt(2.0))      # step 20 by default
+    assert make(beta_schedule="epoch", beta_epoch_step=1).beta_at(7) == 1.0               # epoch 0 by default
+    assert similar_pair_ratio(np.array([[1, 0], [0, 0]])) == 4.0                         # 4 pairs, 1 similar (0, 0)
+    with _raises_exactly(ValueError, "weighting='class_num' needs class_num"):
+        pair_weights(torch.tensor([[True]]), "class_num", None)
+    with _raises_exactly(ValueError, "unknown weighting 'x'; valid: class_num, none, batch_balanced"):
+        pair_weights(torch.tensor([[True]]), "x", 1.0)
+    with _raises_exactly(RuntimeError, "hashnet: class_num is unknown; set it or call on_training_data(labels) first"):
+        make().loss_on(torch.zeros(4, 8), torch.eye(3)[[0, 1, 2, 0]])
+    m = make(schedule_scale="auto", schedule_iterations=1000)
+    with _raises_exactly(RuntimeError, "hashnet: schedule_scale 'auto' needs a Trainer with a finite number of steps"):
+        m.resolved_schedule_scale()
+    m._trainer = SimpleNamespace(estimated_stepping_batches=1, max_epochs=1)               # a one-step run
+    assert m.resolved_schedule_scale() == pytest.approx(1e-3)
+
+
+def test_batch_balanced_weights_with_exactly_one_dissimilar_pair():
+    w, norm = pair_weights(torch.tensor([[True, True], [True, False]]), "batch_balanced", None)
+    assert w.tolist() == [pytest.approx([4 / 3, 4 / 3]), pytest.approx([4 / 3, 4.0])] and norm.item() == 4.0
+
+
+@pytest.mark.parametrize("weighting", ["class_num", "none", "batch_balanced"])
+def test_pair_weights_in_the_requested_dtype_on_the_input_device(weighting):
+    similar = torch.tensor([[True, False, False], [False, True, True]])
+    for dtype in (torch.float64, torch.bfloat16):
+        w, norm = pair_weights(similar, weighting, 3.0, dtype=dtype)
+        assert (w.dtype, norm.dtype) == (dtype, dtype)
+    w, norm = pair_weights(similar.to("meta"), weighting, 3.0)                            # device, no data
+    assert (w.device.type, norm.device.type) == ("meta", "meta")
+    i1, i2 = two_stream_split(5, device="meta")
+    assert (i1.device.type, i2.device.type, len(i1), len(i2)) == ("meta", "meta", 2, 2)
+
+
+def _pairs64(seed: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    h1 = torch.randn(4, 6, generator=g, dtype=torch.float64).tanh().requires_grad_()
+    h2 = torch.randn(5, 6, generator=g, dtype=torch.float64).tanh().requires_grad_()
+    y1 = torch.eye(3)[[0, 1, 2, 0]]                                                       # float32, as loaders give
+    y2 = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 1.0]])
+    return h1, h2, y1, y2
+
+
+def test_pairwise_loss_defaults_weight_every_pair_alike():
+    # α = 1: t = (1, 0), s = (1, 0), ℓ = (log(1 + e) − 1, log 2); class_num 1 by default: the plain mean
+    h1, h2 = torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    loss = pairwise_likelihood_loss(h1, h2, h1, h2, alpha=1.0)
+    assert loss.item() == pytest.approx((math.log1p(math.exp(-1.0)) + math.log(2.0)) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("scale", [2.0, 3.2])
+def test_grad_scale_multiplies_the_float64_gradient_exactly(scale):
+    h1, h2, y1, y2 = _pairs64()
+    kw = dict(alpha=0.625, class_num=2.0, continuous_similarity=False)
+    plain = torch.autograd.grad(pairwise_likelihood_loss(h1, h2, y1, y2, **kw), (h1, h2))
+    scaled = torch.autograd.grad(pairwise_likelihood_loss(h1, h2, y1, y2, grad_scale=scale, **kw), (h1, h2))
+    for g, p in zip(scaled, plain):
+        torch.testing.assert_close(g, scale * p, rtol=1e-13, atol=0.0)                  # 3.2 not rounded to float32
+
+
+def test_float64_codes_with_the_loaders_float32_labels():
+    h1, h2, y1, y2 = _pairs64(seed=4)
+    kw = dict(alpha=0.625, class_num=2.0, continuous_similarity=True, grad_scale=3.2)
+    loss32 = pairwise_likelihood_loss(h1, h2, y1, y2, **kw)
+    loss64 = pairwise_likelihood_loss(h1, h2, y1.double(), y2.double(), **kw)
+    assert loss32.dtype == torch.float64 and loss32.item() == loss64.item()
+    for g, want in zip(torch.autograd.grad(loss32, (h1, h2)), torch.autograd.grad(loss64, (h1, h2))):
+        assert torch.equal(g, want)
+
+
+def test_softplus_without_threshold_is_exact_in_float64():
+    # threshold None: ℓ = log(1 + e^t) at t = 21 (dissimilar), which exceeds t by e^−21 ≈ 7.6e-10
+    one = torch.tensor([[1.0]], dtype=torch.float64)
+    loss = pairwise_likelihood_loss(21 * one, one, torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]),
+                                    alpha=1.0, threshold=None, weighting="none")
+    assert loss.item() == pytest.approx(math.log1p(math.exp(21.0)), rel=1e-14, abs=0.0)
+    assert loss.item() != 21.0
+
+
+class _Identity(nn.Module):
+    out_dim = 4
+
+    def forward(self, x):
+        return x
+
+
+def _atanh_099() -> float:
+    """A float32 z with tanh(z) = 0.99 exactly in this torch build: the middle of the run of
+    neighbours of atanh(0.99) (about 13 float32 values) that tanh maps to float32(0.99)."""
+    z = [torch.tensor(math.atanh(0.99))]
+    for _ in range(20):
+        z = [torch.nextafter(z[0], torch.tensor(0.0))] + z + [torch.nextafter(z[-1], torch.tensor(9.0))]
+    z = torch.stack(z)
+    hits = (torch.tanh(z) == torch.tensor(0.99)).nonzero().flatten()
+    assert len(hits) > 0
+    return z[hits[len(hits) // 2]].item()
+
+
+def test_training_step_logs_per_item_batch_size_and_strict_saturation():
+    m = HashNet(bits=4, n_classes=3, backbone=_Identity(), class_num=2.0)
+    with torch.no_grad():
+        m.fch.weight.copy_(torch.eye(4))                                                  # z = x exactly, β = 1
+    x = torch.tensor([[_atanh_099(), -_atanh_099(), 3.0, 0.0]] * 3)                       # 3 items of 4 values
+    m._trainer = SimpleNamespace(global_step=0, current_epoch=0)
+    logged = {}
+    m.log = lambda name, value, **kw: logged.__setitem__(name, (float(torch.as_tensor(value).detach()), kw))
+    m.training_step((x, torch.eye(3)), 0)
+    assert (m.relaxed_codes(x).abs() == 0.99).sum() == 6                                  # the boundary is reached
+    assert logged["train/saturated"][0] == 0.25                                           # |h| > 0.99: only tanh(3)
+    assert {name: kw["batch_size"] for name, (_, kw) in logged.items()} == dict.fromkeys(logged, 3)
+
+
+def test_training_step_reads_beta_by_epoch():
+    m = make(beta_schedule="epoch", class_num=2.0)
+    m._trainer = SimpleNamespace(global_step=0, current_epoch=20)
+    m.log = lambda *a, **kw: None
+    m.training_step((torch.randn(4, 6), torch.eye(3)[[0, 1, 2, 0]]), 0)
+    assert m.current_beta == pytest.approx(math.sqrt(2.0))                                # ⌊20 / 20⌋ + 1 = 2
+
+
+class _WithMatrixBias(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out_dim = 4
+        self.lin = nn.Linear(6, 4)
+        self.pos_bias = nn.Parameter(torch.zeros(2, 4))                                   # 2-d, named *bias
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+def test_a_parameter_named_bias_is_a_bias_whatever_its_shape():
+    m = HashNet(bits=8, n_classes=3, backbone=_WithMatrixBias(), lr=0.1)
+    groups = {g["name"]: {id(p) for p in g["params"]} for g in m._param_groups()}
+    b = m.backbone
+    assert groups["backbone_weight"] == {id(b.lin.weight)}
+    assert groups["backbone_bias"] == {id(b.lin.bias), id(b.pos_bias)}
