@@ -261,3 +261,65 @@ def test_curves_pass_the_tie_policy_and_stay_quiet_without_relevant_items():
         assert np.isnan(radius["recall"]).all()
     one = ranking.precision_recall_by_radius(np.array([[1, 1]]), np.array([[1, 0]]))  # a single query
     assert one["fraction_retrieving"].tolist() == [1.0, 1.0] and one["precision"].tolist() == [1.0, 0.5]
+
+
+# ----------------------------------------------------------------------------- dense tie groups
+
+@pytest.mark.parametrize("pool", ["all", "up to 2^32", "below 2^32"])
+def test_dense_tie_groups_of_float64_distances_on_both_sort_paths(pool):
+    """Rank keys of float64 distances are their IEEE bit patterns (up to 2^63): keys at and around
+    2^32 (subnormal distances; the 32-bit table takes only keys below 2^32) and up to the largest
+    double and inf, through numpy's and torch's sort, against ``score_tie_groups``."""
+    rng = np.random.default_rng(10)
+    keys = {"all": [0, 1, 2**32 - 1, 2**32, 2**32 + 1], "up to 2^32": [0, 1, 2**32 - 1, 2**32],
+            "below 2^32": [0, 1, 2**32 - 1]}[pool]
+    values = np.array(keys, dtype=np.uint64).view(np.float64)
+    if pool == "all":
+        values = np.concatenate([values, [0.5, 2.0, 3.0, 1e10, 1e300, np.finfo(np.float64).max, np.inf]])
+    d = rng.choice(values, (9, 40))
+    yq, yd = rng.integers(0, 3, 9), rng.integers(0, 3, 40)
+    excl = rng.integers(-1, 40, 9)
+    want = ranking.score_tie_groups(-d, yq, yd, self_exclusion=excl)
+    for device in (None, "cpu"):  # numpy sort (32-bit or 64-bit table); torch sort
+        got = dense_groups.dense_tie_groups(d, yq, yd, dense_groups.nonnegative_float64_rank_keys,
+                                            self_exclusion=excl, device=device)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), device
+
+
+def test_float32_rank_keys_of_float64_scores_and_their_range():
+    s = np.array([[1.5, -2.0, 0.0, -0.0, 3.4e38, -3.4e38, np.inf, -np.inf]])
+    keys = dense_groups.float32_rank_keys(s)  # float64 scores: the keys of their float32 values
+    assert np.array_equal(keys, dense_groups.float32_rank_keys(s.astype(np.float32)))
+    for hib in (True, False):  # keys below 2^32: the 32-bit table takes them
+        k = dense_groups.float32_rank_keys(s.astype(np.float32), higher_is_better=hib)
+        assert k.dtype == np.uint64 and int(k.max()) < 2**32
+
+
+# ----------------------------------------------------------------------------- Hamming tie groups
+
+def test_hamming_chunk_size_by_hand():
+    """Queries per job: 64 on the CPU or as given; on CUDA the rows whose histograms fit 40 KB of
+    shared memory (int64 bins of width 2(K + 1)) when rows × N ≥ 2^22 items, else 2^27 / N; always
+    at least 1 and below 2^24 / width (exact float32 bin indices)."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
+    size = ranking._hamming_chunk_size
+    assert size(None, 64, 1000, cpu) == 64
+    assert size(10, 64, 1000, cpu) == size(10, 64, 1000, cuda) == 10
+    assert size(10**9, 64, 1000, cpu) == 16777216 // 130 - 1 == 129054  # the float32 bound, width 130
+    assert size(0, 64, 10, cpu) == 1
+    assert size(None, 64, 500_000, cuda) == 40960 // 1040 == 39  # shared-memory rows: 39 · N ≥ 2^22
+    assert size(None, 64, 107_546, cuda) == 134217728 // 107_546 == 1248  # 39 · N < 2^22
+    assert size(None, 64, 1000, cuda) == size(None, 64, 0, cuda) == 129054  # 2^27 / N, capped
+    assert size(None, 1000, 2_097_152, cuda) == 2  # 40960 // 16016 = 2 rows, 2 · N = 2^22 exactly
+    assert size(None, 1000, 2_097_151, cuda) == 64  # just below: 2^27 // N
+    assert size(None, 3000, 4_194_304, cuda) == 1  # a histogram row over 40 KB: still one row
+    assert size(None, 3000, 2_000_000, cuda) == 67 and size(None, 3000, 10, cuda) == 16777216 // 6002 - 1
+
+
+def test_hamming_self_exclusion_of_item_zero_only():
+    codes = np.array([[1, 1], [1, -1], [-1, -1]])
+    y = np.array([0, 0, 1])
+    n, r = ranking.hamming_tie_groups(codes[:2], codes, y[:2], y, self_exclusion=[0, -1])
+    # query 0 without item 0: item 1 at distance 1 (relevant), item 2 at 2; query 1 keeps all three:
+    # itself at 0, items 0 (relevant) and 2 at 1
+    assert n.tolist() == [[0, 1, 1], [1, 2, 0]] and r.tolist() == [[0, 1, 0], [1, 1, 0]]
