@@ -323,3 +323,34 @@ def test_hamming_self_exclusion_of_item_zero_only():
     # query 0 without item 0: item 1 at distance 1 (relevant), item 2 at 2; query 1 keeps all three:
     # itself at 0, items 0 (relevant) and 2 at 1
     assert n.tolist() == [[0, 1, 1], [1, 2, 0]] and r.tolist() == [[0, 1, 0], [1, 1, 0]]
+
+
+def test_hamming_counter_tiles_by_hand():
+    """On the CPU a job walks the database in tiles of max(1024, 2^19 / chunk) items (~2 MB of
+    float32 products, L2-resident); the counts do not depend on it."""
+    q, db = torch.ones((3, 4)), torch.ones((15, 4))
+    labels = ranking._Labels(np.zeros(3, int), np.zeros(15, int), q.device)
+    hist = torch.zeros(3, 10, dtype=torch.int64)
+    assert ranking._HammingCounter(q, db, labels, 64, hist).tile == 524288 // 64 == 8192
+    assert ranking._HammingCounter(q, db, labels, 1024, hist).tile == 1024  # 2^19 / 1024 = 512 < 1024
+    assert ranking._HammingCounter(q, db, labels, 1, hist).tile == 524288
+
+
+@pytest.mark.parametrize("build", [ranking.score_tie_groups, ranking.index_order_groups])
+def test_score_callables_are_asked_for_blocks_of_chunk_queries(monkeypatch, build):
+    """Scores given as a callable are fetched in blocks of queries: ``chunk_size`` rows, by default
+    max(1, elements per step // N) rows (the step's temporaries stay bounded)."""
+    monkeypatch.setattr(ranking, "_CPU_CHUNK_ELEMS", 64)
+    rng = np.random.default_rng(11)
+
+    def run(n_q, n_db, chunk_size=None):
+        scores, asked = rng.integers(0, 3, (n_q, n_db)).astype(np.float32), []
+        yq, yd = rng.integers(0, 2, n_q), rng.integers(0, 2, n_db)
+        got = build(lambda s, e: asked.append((s, e)) or scores[s:e], yq, yd, chunk_size=chunk_size)
+        want = build(scores, yq, yd, chunk_size=n_q)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+        return asked
+
+    assert run(9, 16) == [(0, 4), (4, 8), (8, 9)]  # 64 // 16 = 4 queries a block
+    assert run(3, 100) == [(0, 1), (1, 2), (2, 3)]  # 64 // 100 = 0 → at least 1
+    assert run(5, 16, chunk_size=2) == [(0, 2), (2, 4), (4, 5)]
