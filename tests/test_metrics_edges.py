@@ -354,3 +354,23 @@ def test_score_callables_are_asked_for_blocks_of_chunk_queries(monkeypatch, buil
     assert run(9, 16) == [(0, 4), (4, 8), (8, 9)]  # 64 // 16 = 4 queries a block
     assert run(3, 100) == [(0, 1), (1, 2), (2, 3)]  # 64 // 100 = 0 → at least 1
     assert run(5, 16, chunk_size=2) == [(0, 2), (2, 4), (4, 5)]
+
+
+def test_hamming_tie_groups_over_several_database_tiles():
+    """A database of more than one CPU tile (≥ 1024 items): the relevant slice of each class, sorted
+    by class, crosses tile boundaries; single- and multi-label equal the ranking by q · dbᵀ."""
+    rng = np.random.default_rng(12)
+    q, db = rng.choice([-1.0, 1.0], (5, 8)), rng.choice([-1.0, 1.0], (2600, 8))
+    yq, yd = rng.integers(0, 3, 5), rng.integers(0, 3, 2600)
+    excl = np.array([-1, 7, 2599, -1, 1500])
+    for labels in ((yq, yd), (np.eye(3)[yq] + (rng.random((5, 3)) < 0.3), np.eye(3)[yd])):
+        # 512 queries a job → tiles of max(1024, 2^19 / 512) = 1024 items: three tiles
+        got = ranking.hamming_tie_groups(q, db, *labels, self_exclusion=excl, chunk_size=512)
+        want = ranking.score_tie_groups(q @ db.T, *labels, self_exclusion=excl)  # groups = distances 0..8
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def test_nonnegative_rank_keys_of_float32_distances():
+    d = np.array([[0.5, 0.0, 3.0, 1e-30]], dtype=np.float32)
+    keys = dense_groups.nonnegative_float64_rank_keys(d)  # the keys of the same distances in float64
+    assert keys.shape == (1, 4) and np.array_equal(keys, dense_groups.nonnegative_float64_rank_keys(d.astype(np.float64)))
