@@ -110,6 +110,7 @@ def test_a_database_without_items_gives_one_empty_group_per_query():
                  ranking.index_order_groups(np.zeros((2, 0)), yq, empty_db),
                  dense_groups.dense_tie_groups(np.zeros((2, 0), np.float32), yq, empty_db)):
         assert n.tolist() == [[0], [0]] and r.tolist() == [[0], [0]]
+        assert n.dtype == r.dtype == np.int64
     n, r = ranking.score_tie_groups(np.zeros((2, 0)), yq, empty_db, k=3)  # with k: the group and an empty tail
     assert n.tolist() == r.tolist() == [[0, 0], [0, 0]]
     n, r = ranking.hamming_tie_groups(np.ones((2, 3)), np.ones((0, 3)), yq, empty_db)
@@ -284,6 +285,7 @@ def test_dense_tie_groups_of_float64_distances_on_both_sort_paths(pool):
         got = dense_groups.dense_tie_groups(d, yq, yd, dense_groups.nonnegative_float64_rank_keys,
                                             self_exclusion=excl, device=device)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), device
+        assert got[0].dtype == got[1].dtype == np.int64  # the promised int64 tables
 
 
 def test_float32_rank_keys_of_float64_scores_and_their_range():
