@@ -376,3 +376,13 @@ def test_nonnegative_rank_keys_of_float32_distances():
     d = np.array([[0.5, 0.0, 3.0, 1e-30]], dtype=np.float32)
     keys = dense_groups.nonnegative_float64_rank_keys(d)  # the keys of the same distances in float64
     assert keys.shape == (1, 4) and np.array_equal(keys, dense_groups.nonnegative_float64_rank_keys(d.astype(np.float64)))
+
+
+def test_no_queries_give_empty_int64_group_tables():
+    yd = np.array([0, 1, 0, 1])
+    for n, r in (ranking.score_tie_groups(np.zeros((0, 4)), np.zeros(0, int), yd),
+                 ranking.index_order_groups(np.zeros((0, 4)), np.zeros(0, int), yd),
+                 dense_groups.dense_tie_groups(np.zeros((0, 4), np.float32), np.zeros(0, int), yd)):
+        assert n.shape == r.shape == (0, 1) and n.dtype == r.dtype == np.int64
+    n, r = ranking.hamming_tie_groups(np.ones((0, 3)), np.ones((4, 3)), np.zeros(0, int), yd)
+    assert n.shape == r.shape == (0, 4)
