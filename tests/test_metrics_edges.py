@@ -386,3 +386,18 @@ def test_no_queries_give_empty_int64_group_tables():
         assert n.shape == r.shape == (0, 1) and n.dtype == r.dtype == np.int64
     n, r = ranking.hamming_tie_groups(np.ones((0, 3)), np.ones((4, 3)), np.zeros(0, int), yd)
     assert n.shape == r.shape == (0, 4)
+
+
+def test_onepass_blocks_of_many_queries_over_few_groups(monkeypatch):
+    """More queries than groups, in several blocks of rows (blocks of ``_ROW_BLOCK_ELEMS / G``
+    queries): every query once, in order, equal to the per-metric functions."""
+    monkeypatch.setattr(ranking, "_ROW_BLOCK_ELEMS", 64)
+    rng = np.random.default_rng(13)
+    for q, g in ((40, 4), (30, 2), (16, 4), (17, 4), (3, 40)):
+        n = rng.integers(0, 5, (q, g))
+        r = rng.binomial(n, 0.5)
+        out = onepass.ranking_table(n, r, 3, [{}], [1, 2], radius=1, threads=2)
+        assert out["ap"][0].shape == out["precision"][2].shape == out["radius"].shape == (q,)
+        assert np.array_equal(out["ap"][0], ranking.average_precision(n, r, k=3))
+        assert np.array_equal(out["precision"][2], ranking.precision_at_k(n, r, 2))
+        assert np.array_equal(out["radius"], ranking.precision_within_radius(n, r, 1))
