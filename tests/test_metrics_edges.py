@@ -396,8 +396,9 @@ def test_onepass_blocks_of_many_queries_over_few_groups(monkeypatch):
     for q, g in ((40, 4), (30, 2), (16, 4), (17, 4), (3, 40)):
         n = rng.integers(0, 5, (q, g))
         r = rng.binomial(n, 0.5)
-        out = onepass.ranking_table(n, r, 3, [{}], [1, 2], radius=1, threads=2)
-        assert out["ap"][0].shape == out["precision"][2].shape == out["radius"].shape == (q,)
-        assert np.array_equal(out["ap"][0], ranking.average_precision(n, r, k=3))
-        assert np.array_equal(out["precision"][2], ranking.precision_at_k(n, r, 2))
-        assert np.array_equal(out["radius"], ranking.precision_within_radius(n, r, 1))
+        for threads in (1, 2):  # blocks one after the other, or on the thread pool
+            out = onepass.ranking_table(n, r, 3, [{}], [1, 2], radius=1, threads=threads)
+            assert out["ap"][0].shape == out["precision"][2].shape == out["radius"].shape == (q,)
+            assert np.array_equal(out["ap"][0], ranking.average_precision(n, r, k=3))
+            assert np.array_equal(out["precision"][2], ranking.precision_at_k(n, r, 2))
+            assert np.array_equal(out["radius"], ranking.precision_within_radius(n, r, 1))
