@@ -76,7 +76,7 @@ GROUPS: dict[str, tuple[list[str], list[str], list[str] | None]] = {
     "metrics": (["benchmark/metrics/*.py"],
                 ["test_metrics_ranking.py", "test_metrics_groups.py", "test_metrics_nmi.py",
                  "test_metrics_speed.py", "test_evaluate_glue.py", "test_metrics_input_errors.py", "test_dht.py",
-                 "test_evaluate_onepass.py"], None),
+                 "test_evaluate_onepass.py", "test_metrics_edges.py"], None),
     "search": (["benchmark/search/*.py"],
                ["test_search_additive.py", "test_search_binary.py", "test_search_flat_timing.py",
                 "test_search_sparse.py", "test_search_sparse_fast.py", "test_search_scale.py", "test_search_edges.py",
