@@ -460,3 +460,123 @@ def test_hash_range_search_probes_only_the_own_bucket_by_default():
     for a, b in zip(default, own):
         np.testing.assert_array_equal(a, b)
     assert flip1[0][-1] > own[0][-1]                          # one flip reaches more items
+
+
+def test_bucket_order_keeps_the_lower_id_first_among_many_ties():
+    """Equal scores keep the lower bucket id first on rows long enough (40 buckets) for numpy's
+    default (unstable) sort to reorder them; the same at every level of the cascade's tree."""
+    d = 40
+    row = (np.arange(d) % 3 == 0).astype(np.float64)               # buckets 0, 3, ..., 39 tie at 1
+    ranked = sorted(range(d), key=lambda j: -row[j])                 # Python's sort is stable
+    np.testing.assert_array_equal(bucket_order(np.stack([row, row[::-1]])),
+                                  [ranked, sorted(range(d), key=lambda j: -row[::-1][j])])
+    sc = np.stack([row, row[::-1]])[None]                            # L = 2 levels of d = 40
+    r1, r2 = ranked, sorted(range(d), key=lambda j: -row[::-1][j])
+    np.testing.assert_array_equal(bucket_order(sc), [[d * r1[t // d] + r2[t % d] for t in range(d * d)]])
+
+
+def test_time_within_limits_the_threads_of_every_call(monkeypatch):
+    """``threads`` reaches the warm-up, the first and every further timed call; threads=None leaves
+    the pools as they were in every call. A loop that never ends fails instead of hanging."""
+    import torch
+
+    from hashbench.benchmark.search import timing
+
+    clock, seen = [0.0], []
+
+    def fn():
+        seen.append((faiss.omp_get_max_threads(), torch.get_num_threads()))
+        clock[0] += 1.0
+        if len(seen) > 50:
+            raise RuntimeError("time_within did not stop")
+
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    before = faiss.omp_get_max_threads(), torch.get_num_threads()
+    try:
+        faiss.omp_set_num_threads(3)
+        torch.set_num_threads(3)
+        r = timing.time_within(fn, budget_s=10.0, max_repeats=3, warmup=1, threads=2)
+        assert seen == [(2, 2)] * 4 and r["all_s"] == [1.0] * 3 and r["threads"] == 2
+        assert (faiss.omp_get_max_threads(), torch.get_num_threads()) == (3, 3)
+        seen.clear()
+        r = timing.time_within(fn, budget_s=10.0, max_repeats=3, warmup=1, threads=None)
+        assert seen == [(3, 3)] * 4 and r["all_s"] == [1.0] * 3 and r["threads"] is None
+        seen.clear()
+        r = timing.time_within(fn, budget_s=10.0, max_repeats=4, warmup=0)  # the default: one thread
+        assert seen == [(1, 1)] * 4 and r["threads"] == 1
+    finally:
+        faiss.omp_set_num_threads(before[0])
+        torch.set_num_threads(before[1])
+
+
+def test_faiss_additive_index_layout_and_state():
+    """The documented layout: nbits = log2 K bits a step (K = 2 and M = 8: one byte a code), the
+    LUT scan for "ip" and stored float norms for "l2", a trained index; ``sa_decode`` takes packed
+    codes of any integer dtype and ``sa_decode_unpacked`` one row per given code."""
+    rng = np.random.default_rng(9)
+    cb = rng.standard_normal((8, 2, 3)).astype(np.float32)
+    codes = rng.integers(0, 2, (4, 8))
+    index = FaissAdditiveIndex(cb, codes)
+    assert index.packed_codes.shape == (4, 1) and index.packed_codes.dtype == np.uint8
+    AQ = faiss.AdditiveQuantizer
+    assert index.index.rq.search_type == AQ.ST_LUT_nonorm and index.index.is_trained
+    assert FaissAdditiveIndex(cb, codes, metric="l2").index.rq.search_type == AQ.ST_norm_float
+    np.testing.assert_allclose(index.sa_decode(index.packed_codes.astype(np.int64)), reconstruct(cb, codes),
+                               atol=1e-5)
+    one = index.sa_decode_unpacked(codes[:1])
+    assert one.shape == (1, 3)
+    np.testing.assert_allclose(one, reconstruct(cb, codes[:1]), atol=1e-5)
+
+
+def test_time_call_limits_the_blas_pools_too():
+    """``threads`` also caps the BLAS pools threadpoolctl sees (numpy's matrix products), not only
+    faiss's and torch's: inside a 3-thread limit, a call timed with threads=1 sees one BLAS thread."""
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+
+    def fn():
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+
+    before = faiss.omp_get_max_threads(), torch.get_num_threads()
+    try:
+        with threadpool_limits(limits=3, user_api="blas"):
+            time_call(fn, repeats=2, warmup=1, threads=1)
+            assert seen == [{1}] * 3
+            seen.clear()
+            time_call(fn, repeats=1, warmup=0, threads=None)
+            assert seen == [{3}]
+    finally:
+        faiss.omp_set_num_threads(before[0])
+        torch.set_num_threads(before[1])
+
+
+def test_lut_topk_uses_the_given_norms():
+    """``sq_norms`` reaches the l2 scorer of both lut_scores and lut_topk (norms that differ from
+    the reconstructions' change the scores by exactly their difference)."""
+    rng = np.random.default_rng(10)
+    cb = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    codes = rng.integers(0, 4, (6, 2))
+    xq = rng.standard_normal((2, 3)).astype(np.float32)
+    true = reconstruction_sq_norms(cb, codes)
+    shifted = true + np.arange(6, dtype=np.float32) * 10
+    full = lut_scores(xq, cb, codes, metric="l2", sq_norms=shifted)
+    np.testing.assert_allclose(full, lut_scores(xq, cb, codes, metric="l2") - np.arange(6) * 10, rtol=1e-5, atol=1e-4)
+    s, i = lut_topk(xq, cb, codes, 6, metric="l2", sq_norms=shifted)
+    np.testing.assert_allclose(s, -np.sort(-full, axis=1), rtol=1e-6)
+    np.testing.assert_allclose(np.take_along_axis(full, i, axis=1), s, rtol=1e-6)
+
+
+def test_module_search_defaults_and_empty_ranked_lists():
+    """The module-level search keeps no candidate lists unless asked; a search without queries that
+    keeps them returns empty int64 ids and float32 distances."""
+    t = InvertedHashTable.build(HAND)
+    order = np.array([[2, 0, 3, 1]])
+    emb = np.arange(6, dtype=np.float32)[:, None]
+    for res in (search(t, order, 1, 2), search(t, order, 1, 2, np.zeros((1, 1), np.float32), emb)):
+        assert res.ranked is None and res.ranked_dist is None
+    res = HashTableIndex(t, emb).search(np.zeros((0, 4), np.int64), 1, 2, np.zeros((0, 1), np.float32),
+                                        keep_candidates=True)
+    assert res.ranked_dist.shape == (0,) and res.ranked_dist.dtype == np.float32
+    assert res.ranked.ids.shape == (0,) and res.ranked.ids.dtype == np.int64
