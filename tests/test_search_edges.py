@@ -580,3 +580,29 @@ def test_module_search_defaults_and_empty_ranked_lists():
                                         keep_candidates=True)
     assert res.ranked_dist.shape == (0,) and res.ranked_dist.dtype == np.float32
     assert res.ranked.ids.shape == (0,) and res.ranked.ids.dtype == np.int64
+
+
+def test_a_repeated_first_bucket_is_probed_once_in_a_one_bucket_table():
+    """One bucket per item (no de-duplication of items downstream): a query whose order lists its
+    best bucket (the table's first key) twice within s = 2 probes it once, as the loop does, in
+    the re-ranked top k, the kept candidate lists and the plain search."""
+    ib = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3])                  # buckets 0..3, one per item
+    t = InvertedHashTable.build(ib)
+    emb = np.arange(9, dtype=np.float32)[:, None] * 0.5
+    order = np.array([[0, 0, 1, 2], [2, 2, 3, 0], [0, 1, 0, 3]])
+    rq = np.array([[0.2], [3.1], [0.9]], np.float32)
+    index = HashTableIndex(t, emb)
+    for s, k in ((2, 3), (2, 4), (1, 5)):
+        for keep in (False, True):
+            ref = search_loop(t, order, s, k, rq, emb, keep_candidates=keep)
+            res = index.search(order, s, k, rq, keep_candidates=keep)
+            for a, b in ((res.ids, ref.ids), (res.dist, ref.dist), (res.n_candidates, ref.n_candidates),
+                         (res.n_buckets, ref.n_buckets)):
+                np.testing.assert_array_equal(a, b)
+            ref = search_loop(t, order, s, k, keep_candidates=True)
+            res = HashTableIndex(t).search(order, s, k, keep_candidates=True)
+            np.testing.assert_array_equal(res.ids, ref.ids)
+            np.testing.assert_array_equal(res.ranked.ids, ref.ranked.ids)
+    res = index.search(order, 2, 3, rq)
+    np.testing.assert_array_equal(res.ids, [[0, 1, 2], [6, 7, 5], [2, 1, 3]])  # by hand
+    np.testing.assert_array_equal(res.n_candidates, [3, 3, 5])
