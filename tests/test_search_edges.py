@@ -606,3 +606,29 @@ def test_a_repeated_first_bucket_is_probed_once_in_a_one_bucket_table():
     res = index.search(order, 2, 3, rq)
     np.testing.assert_array_equal(res.ids, [[0, 1, 2], [6, 7, 5], [2, 1, 3]])  # by hand
     np.testing.assert_array_equal(res.n_candidates, [3, 3, 5])
+
+
+
+def test_certification_bound_by_hand():
+    """The certification rule of the class docstring with hand values: one bucket of the items
+    0..9 (D = 1, exact float32 arithmetic), a query at 0.5, k = 1, so kp = k + max(4, k/16) = 5
+    entries kept. The k-th exact distance is 0.25, the cut-off (5th matrix-product distance)
+    12.25, the bound err·(D + 3)·2⁻²⁴·(max‖x‖ + ‖q‖)² = err·4·9.5²·2⁻²⁴: the query is certified
+    iff err < 12·2²⁴ / 361 = 557,691.9; otherwise it is re-ranked over its whole list."""
+    t = InvertedHashTable.build(np.zeros((10, 1), np.int64))
+    index = HashTableIndex(t, np.arange(10, dtype=np.float32)[:, None])
+    calls = []
+    full = index._rerank_all
+
+    def spy(pos, exclude, n_buckets, counts, rq, k):
+        calls.append(rq.shape[0])
+        return full(pos, exclude, n_buckets, counts, rq, k)
+
+    index._rerank_all = spy
+    q, order = np.array([[0.5]], np.float32), np.array([[0]])
+    for err, fallback in ((557_000.0, []), (558_500.0, [1]), (4.0, []), (1e9, [1])):
+        calls.clear()
+        res = index.search(order, 1, 1, q, err=err)
+        assert calls == fallback, err
+        np.testing.assert_array_equal(res.ids, [[0]])
+        np.testing.assert_array_equal(res.dist, [[0.25]])
