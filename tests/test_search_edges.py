@@ -632,3 +632,25 @@ def test_certification_bound_by_hand():
         assert calls == fallback, err
         np.testing.assert_array_equal(res.ids, [[0]])
         np.testing.assert_array_equal(res.dist, [[0.25]])
+
+
+def test_more_queries_than_items():
+    """Thirteen queries over six items: the per-(query, item) keys of the de-duplication must not
+    collide across queries (query 6's item 0 is not query 0's item 1)."""
+    t = InvertedHashTable.build(HAND)                             # two buckets per item
+    emb = np.arange(12, dtype=np.float32).reshape(6, 2)
+    rng = np.random.default_rng(13)
+    order = np.argsort(rng.random((13, 4)), axis=1)
+    order[::3] = [0, 1, 2, 3]
+    rq = rng.standard_normal((13, 2)).astype(np.float32) * 4
+    index = HashTableIndex(t, emb)
+    for s, k in ((2, 3), (1, 4), (2, 6)):
+        ref = candidates_loop(t, order, s, k)
+        got = candidates(t, order, s, k)
+        np.testing.assert_array_equal(got.ids, ref.ids)
+        np.testing.assert_array_equal(got.offsets, ref.offsets)
+        for keep in (False, True):
+            ref = search_loop(t, order, s, k, rq, emb, keep_candidates=keep)
+            res = index.search(order, s, k, rq, keep_candidates=keep)
+            np.testing.assert_array_equal(res.ids, ref.ids)
+            np.testing.assert_array_equal(res.dist, ref.dist)
