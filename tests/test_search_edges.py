@@ -654,3 +654,28 @@ def test_more_queries_than_items():
             res = index.search(order, s, k, rq, keep_candidates=keep)
             np.testing.assert_array_equal(res.ids, ref.ids)
             np.testing.assert_array_equal(res.dist, ref.dist)
+
+
+def test_time_call_and_hash_search_defaults():
+    """time_call's defaults: one warm-up, five timed calls, one thread; the hash index's search
+    probes only the query's own bucket (nflip = 0) unless told otherwise."""
+    import torch
+
+    calls = []
+    before = faiss.omp_get_max_threads(), torch.get_num_threads()
+    try:
+        faiss.omp_set_num_threads(3)
+        torch.set_num_threads(3)
+        r = time_call(lambda: calls.append((faiss.omp_get_max_threads(), torch.get_num_threads())))
+    finally:
+        faiss.omp_set_num_threads(before[0])
+        torch.set_num_threads(before[1])
+    assert calls == [(1, 1)] * 6 and len(r["all_s"]) == 5 and r["threads"] == 1
+    rng = np.random.default_rng(14)
+    codes = pm1(rng, 400, 16)
+    index = BinaryHashIndex(codes, b=8)
+    default, own, flip1 = (index.search(codes[:10], 5), index.search(codes[:10], 5, nflip=0),
+                           index.search(codes[:10], 5, nflip=1))
+    for a, b in zip(default, own):
+        np.testing.assert_array_equal(a, b)
+    assert (flip1[2] > own[2]).all()                               # one flip computes more distances
