@@ -679,3 +679,39 @@ def test_time_call_and_hash_search_defaults():
     for a, b in zip(default, own):
         np.testing.assert_array_equal(a, b)
     assert (flip1[2] > own[2]).all()                               # one flip computes more distances
+
+
+def test_tiny_chunks_give_the_same_results(monkeypatch):
+    """Every chunked path (probes, candidate lists, re-ranking, bucket scoring, the LUT scorer and
+    the reconstruction norms) with chunks of a few elements gives the unchunked results (the
+    hash table's bit for bit; the LUT scores to rounding: BLAS sums a one-row product in another
+    order)."""
+    from hashbench.benchmark.search import additive, sparse
+
+    rng = np.random.default_rng(15)
+    n, d, D, nq = 300, 8, 4, 25
+    ib = np.argsort(rng.random((n, d)), axis=1)[:, :2]
+    emb = rng.standard_normal((n, D)).astype(np.float32)
+    order = np.argsort(rng.random((nq, d)), axis=1)
+    t = InvertedHashTable.build(ib)
+    cb = rng.standard_normal((3, 4, D)).astype(np.float32)
+    codes = rng.integers(0, 4, (n, 3))
+    xq = rng.standard_normal((nq, D)).astype(np.float32)
+
+    def run():
+        index = HashTableIndex(t, emb)
+        out = [candidates(t, order, 2, 40, np.arange(nq)).ids]
+        for k, keep in ((20, False), (80, False), (20, True)):  # buckets of ~75: scored by BLAS / whole
+            res = index.search(order, 1, k, emb[:nq], exclude=np.arange(nq), keep_candidates=keep)
+            out += [res.ids, res.dist, res.n_candidates]
+        out += [lut_scores(xq, cb, codes, metric="l2"), reconstruction_sq_norms(cb, codes)]
+        return out
+
+    whole = run()
+    monkeypatch.setattr(sparse, "_CHUNK_ELEMS", 16)
+    monkeypatch.setattr(additive, "_CHUNK_ELEMS", 16)
+    got = run()
+    for a, b in zip(got[:-2], whole[:-2]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(got[-2], whole[-2], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got[-1], whole[-1])
