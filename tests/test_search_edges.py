@@ -715,3 +715,31 @@ def test_tiny_chunks_give_the_same_results(monkeypatch):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(got[-2], whole[-2], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(got[-1], whole[-1])
+
+
+def test_loop_oracle_types_and_defaults():
+    """The loop oracle returns what the fast path returns, dtypes included (int64 offsets, ids,
+    counts and probes; float32 distances), with and without queries, re-ranking and kept lists,
+    and keeps no candidate lists by default."""
+    t = InvertedHashTable.build(HAND)
+    emb = np.arange(12, dtype=np.float32).reshape(6, 2)
+    for order in (np.array([[2, 0, 3, 1], [3, 1, 0, 2]]), np.zeros((0, 4), np.int64)):
+        nq = order.shape[0]
+        rq = np.ones((nq, 2), np.float32)
+        c = candidates_loop(t, order, 1, 3)
+        for a in (c.offsets, c.ids, c.counts, c.n_buckets):
+            assert a.dtype == np.int64
+        for rerank in (False, True):
+            args = (rq, emb) if rerank else ()
+            assert search_loop(t, order, 1, 3, *args).ranked is None
+            ref = search_loop(t, order, 1, 3, *args, keep_candidates=True)
+            fast = (HashTableIndex(t, emb).search(order, 1, 3, rq, keep_candidates=True) if rerank
+                    else HashTableIndex(t).search(order, 1, 3, keep_candidates=True))
+            pairs = [(ref.ids, fast.ids), (ref.n_candidates, fast.n_candidates), (ref.n_buckets, fast.n_buckets),
+                     (ref.ranked.ids, fast.ranked.ids), (ref.ranked.offsets, fast.ranked.offsets),
+                     (ref.ranked.counts, fast.ranked.counts), (ref.ranked.n_buckets, fast.ranked.n_buckets)]
+            if rerank:
+                pairs += [(ref.dist, fast.dist), (ref.ranked_dist, fast.ranked_dist)]
+            for a, b in pairs:
+                assert a.dtype == b.dtype and a.dtype in (np.int64, np.float32)
+                np.testing.assert_array_equal(a, b)
