@@ -723,6 +723,9 @@ def test_loop_oracle_types_and_defaults():
     and keeps no candidate lists by default."""
     t = InvertedHashTable.build(HAND)
     emb = np.arange(12, dtype=np.float32).reshape(6, 2)
+    empty = candidates_loop(t, np.array([[7, 9], [0, 8]]), 1, 1)  # absent buckets: nothing gathered
+    np.testing.assert_array_equal(empty.ids, [0, 3])
+    np.testing.assert_array_equal(empty.offsets, [0, 0, 2])
     for order in (np.array([[2, 0, 3, 1], [3, 1, 0, 2]]), np.zeros((0, 4), np.int64)):
         nq = order.shape[0]
         rq = np.ones((nq, 2), np.float32)
