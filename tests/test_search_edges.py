@@ -177,6 +177,10 @@ def test_locate_hand_values():
     start, end = empty.locate(np.array([[0, 5]]))
     np.testing.assert_array_equal(start, [[0, 0]])
     np.testing.assert_array_equal(end, [[0, 0]])
+    one = InvertedHashTable.build(np.array([[5], [5]]))  # a single key: ids below, at and above it
+    start, end = one.locate(np.array([4, 5, 6]))
+    np.testing.assert_array_equal(start, [0, 0, 0])
+    np.testing.assert_array_equal(end, [0, 2, 0])
     t = InvertedHashTable.build(np.array([[5], [9]]))  # ids beyond the last key, between keys
     start, end = t.locate(np.array([10, 7, 9, 4]))
     np.testing.assert_array_equal(start, [0, 0, 1, 0])
