@@ -636,6 +636,16 @@ def test_certification_bound_by_hand():
         assert calls == fallback, err
         np.testing.assert_array_equal(res.ids, [[0]])
         np.testing.assert_array_equal(res.dist, [[0.25]])
+    # the rule is strict: items 0..7, a query at 1 (kth 0, cut-off 9, bound err·4·8²·2⁻²⁴, exact in
+    # float64): at err = 9·2¹⁶ the bound equals the margin, and the query is not certified
+    t = InvertedHashTable.build(np.zeros((8, 1), np.int64))
+    index = HashTableIndex(t, np.arange(8, dtype=np.float32)[:, None])
+    full = index._rerank_all
+    index._rerank_all = spy
+    for err, fallback in ((9 * 2.0**16, [1]), (9 * 2.0**16 - 1, [])):
+        calls.clear()
+        index.search(order, 1, 1, np.array([[1.0]], np.float32), err=err)
+        assert calls == fallback, err
 
 
 def test_more_queries_than_items():
