@@ -760,3 +760,14 @@ def test_loop_oracle_types_and_defaults():
             for a, b in pairs:
                 assert a.dtype == b.dtype and a.dtype in (np.int64, np.float32)
                 np.testing.assert_array_equal(a, b)
+
+
+def test_one_item_table_with_and_without_exclusion():
+    """A database of one item, one query excluding it and one not: the excluded query has no
+    candidate, the other has the item (the placeholder index of non-excluding queries stays 0)."""
+    t = InvertedHashTable.build(np.array([[0, 1]]))
+    index = HashTableIndex(t, np.ones((1, 2), np.float32))
+    res = index.search(np.array([[0, 1], [1, 0]]), 1, 1, np.zeros((2, 2), np.float32), exclude=np.array([0, -1]))
+    np.testing.assert_array_equal(res.ids, [[-1], [0]])
+    np.testing.assert_array_equal(res.n_candidates, [0, 1])
+    np.testing.assert_array_equal(res.n_buckets, [2, 1])
