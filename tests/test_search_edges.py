@@ -177,6 +177,10 @@ def test_locate_hand_values():
     start, end = empty.locate(np.array([[0, 5]]))
     np.testing.assert_array_equal(start, [[0, 0]])
     np.testing.assert_array_equal(end, [[0, 0]])
+    one = InvertedHashTable.build(np.array([[5], [5]]))  # a single key: ids below, at and above it
+    start, end = one.locate(np.array([4, 5, 6]))
+    np.testing.assert_array_equal(start, [0, 0, 0])
+    np.testing.assert_array_equal(end, [0, 2, 0])
     t = InvertedHashTable.build(np.array([[5], [9]]))  # ids beyond the last key, between keys
     start, end = t.locate(np.array([10, 7, 9, 4]))
     np.testing.assert_array_equal(start, [0, 0, 1, 0])
@@ -460,3 +464,310 @@ def test_hash_range_search_probes_only_the_own_bucket_by_default():
     for a, b in zip(default, own):
         np.testing.assert_array_equal(a, b)
     assert flip1[0][-1] > own[0][-1]                          # one flip reaches more items
+
+
+def test_bucket_order_keeps_the_lower_id_first_among_many_ties():
+    """Equal scores keep the lower bucket id first on rows long enough (40 buckets) for numpy's
+    default (unstable) sort to reorder them; the same at every level of the cascade's tree."""
+    d = 40
+    row = (np.arange(d) % 3 == 0).astype(np.float64)               # buckets 0, 3, ..., 39 tie at 1
+    ranked = sorted(range(d), key=lambda j: -row[j])                 # Python's sort is stable
+    np.testing.assert_array_equal(bucket_order(np.stack([row, row[::-1]])),
+                                  [ranked, sorted(range(d), key=lambda j: -row[::-1][j])])
+    sc = np.stack([row, row[::-1]])[None]                            # L = 2 levels of d = 40
+    r1, r2 = ranked, sorted(range(d), key=lambda j: -row[::-1][j])
+    np.testing.assert_array_equal(bucket_order(sc), [[d * r1[t // d] + r2[t % d] for t in range(d * d)]])
+
+
+def test_time_within_limits_the_threads_of_every_call(monkeypatch):
+    """``threads`` reaches the warm-up, the first and every further timed call; threads=None leaves
+    the pools as they were in every call. A loop that never ends fails instead of hanging."""
+    import torch
+
+    from hashbench.benchmark.search import timing
+
+    clock, seen = [0.0], []
+
+    def fn():
+        seen.append((faiss.omp_get_max_threads(), torch.get_num_threads()))
+        clock[0] += 1.0
+        if len(seen) > 50:
+            raise RuntimeError("time_within did not stop")
+
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    before = faiss.omp_get_max_threads(), torch.get_num_threads()
+    try:
+        faiss.omp_set_num_threads(3)
+        torch.set_num_threads(3)
+        r = timing.time_within(fn, budget_s=10.0, max_repeats=3, warmup=1, threads=2)
+        assert seen == [(2, 2)] * 4 and r["all_s"] == [1.0] * 3 and r["threads"] == 2
+        assert (faiss.omp_get_max_threads(), torch.get_num_threads()) == (3, 3)
+        seen.clear()
+        r = timing.time_within(fn, budget_s=10.0, max_repeats=3, warmup=1, threads=None)
+        assert seen == [(3, 3)] * 4 and r["all_s"] == [1.0] * 3 and r["threads"] is None
+        seen.clear()
+        r = timing.time_within(fn, budget_s=10.0, max_repeats=4, warmup=0)  # the default: one thread
+        assert seen == [(1, 1)] * 4 and r["threads"] == 1
+    finally:
+        faiss.omp_set_num_threads(before[0])
+        torch.set_num_threads(before[1])
+
+
+def test_faiss_additive_index_layout_and_state():
+    """The documented layout: nbits = log2 K bits a step (K = 2 and M = 8: one byte a code), the
+    LUT scan for "ip" and stored float norms for "l2", a trained index; ``sa_decode`` takes packed
+    codes of any integer dtype and ``sa_decode_unpacked`` one row per given code."""
+    rng = np.random.default_rng(9)
+    cb = rng.standard_normal((8, 2, 3)).astype(np.float32)
+    codes = rng.integers(0, 2, (4, 8))
+    index = FaissAdditiveIndex(cb, codes)
+    assert index.packed_codes.shape == (4, 1) and index.packed_codes.dtype == np.uint8
+    AQ = faiss.AdditiveQuantizer
+    assert index.index.rq.search_type == AQ.ST_LUT_nonorm and index.index.is_trained
+    assert FaissAdditiveIndex(cb, codes, metric="l2").index.rq.search_type == AQ.ST_norm_float
+    np.testing.assert_allclose(index.sa_decode(index.packed_codes.astype(np.int64)), reconstruct(cb, codes),
+                               atol=1e-5)
+    one = index.sa_decode_unpacked(codes[:1])
+    assert one.shape == (1, 3)
+    np.testing.assert_allclose(one, reconstruct(cb, codes[:1]), atol=1e-5)
+
+
+def test_time_call_limits_the_blas_pools_too():
+    """``threads`` also caps the BLAS pools threadpoolctl sees (numpy's matrix products), not only
+    faiss's and torch's: inside a 3-thread limit, a call timed with threads=1 sees one BLAS thread."""
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+
+    def fn():
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+
+    before = faiss.omp_get_max_threads(), torch.get_num_threads()
+    try:
+        with threadpool_limits(limits=3, user_api="blas"):
+            time_call(fn, repeats=2, warmup=1, threads=1)
+            assert seen == [{1}] * 3
+            seen.clear()
+            time_call(fn, repeats=1, warmup=0, threads=None)
+            assert seen == [{3}]
+    finally:
+        faiss.omp_set_num_threads(before[0])
+        torch.set_num_threads(before[1])
+
+
+def test_lut_topk_uses_the_given_norms():
+    """``sq_norms`` reaches the l2 scorer of both lut_scores and lut_topk (norms that differ from
+    the reconstructions' change the scores by exactly their difference)."""
+    rng = np.random.default_rng(10)
+    cb = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    codes = rng.integers(0, 4, (6, 2))
+    xq = rng.standard_normal((2, 3)).astype(np.float32)
+    true = reconstruction_sq_norms(cb, codes)
+    shifted = true + np.arange(6, dtype=np.float32) * 10
+    full = lut_scores(xq, cb, codes, metric="l2", sq_norms=shifted)
+    np.testing.assert_allclose(full, lut_scores(xq, cb, codes, metric="l2") - np.arange(6) * 10, rtol=1e-5, atol=1e-4)
+    s, i = lut_topk(xq, cb, codes, 6, metric="l2", sq_norms=shifted)
+    np.testing.assert_allclose(s, -np.sort(-full, axis=1), rtol=1e-6)
+    np.testing.assert_allclose(np.take_along_axis(full, i, axis=1), s, rtol=1e-6)
+
+
+def test_module_search_defaults_and_empty_ranked_lists():
+    """The module-level search keeps no candidate lists unless asked; a search without queries that
+    keeps them returns empty int64 ids and float32 distances."""
+    t = InvertedHashTable.build(HAND)
+    order = np.array([[2, 0, 3, 1]])
+    emb = np.arange(6, dtype=np.float32)[:, None]
+    for res in (search(t, order, 1, 2), search(t, order, 1, 2, np.zeros((1, 1), np.float32), emb)):
+        assert res.ranked is None and res.ranked_dist is None
+    res = HashTableIndex(t, emb).search(np.zeros((0, 4), np.int64), 1, 2, np.zeros((0, 1), np.float32),
+                                        keep_candidates=True)
+    assert res.ranked_dist.shape == (0,) and res.ranked_dist.dtype == np.float32
+    assert res.ranked.ids.shape == (0,) and res.ranked.ids.dtype == np.int64
+
+
+def test_a_repeated_first_bucket_is_probed_once_in_a_one_bucket_table():
+    """One bucket per item (no de-duplication of items downstream): a query whose order lists its
+    best bucket (the table's first key) twice within s = 2 probes it once, as the loop does, in
+    the re-ranked top k, the kept candidate lists and the plain search."""
+    ib = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3])                  # buckets 0..3, one per item
+    t = InvertedHashTable.build(ib)
+    emb = np.arange(9, dtype=np.float32)[:, None] * 0.5
+    order = np.array([[0, 0, 1, 2], [2, 2, 3, 0], [0, 1, 0, 3]])
+    rq = np.array([[0.2], [3.1], [0.9]], np.float32)
+    index = HashTableIndex(t, emb)
+    for s, k in ((2, 3), (2, 4), (1, 5)):
+        for keep in (False, True):
+            ref = search_loop(t, order, s, k, rq, emb, keep_candidates=keep)
+            res = index.search(order, s, k, rq, keep_candidates=keep)
+            for a, b in ((res.ids, ref.ids), (res.dist, ref.dist), (res.n_candidates, ref.n_candidates),
+                         (res.n_buckets, ref.n_buckets)):
+                np.testing.assert_array_equal(a, b)
+            ref = search_loop(t, order, s, k, keep_candidates=True)
+            res = HashTableIndex(t).search(order, s, k, keep_candidates=True)
+            np.testing.assert_array_equal(res.ids, ref.ids)
+            np.testing.assert_array_equal(res.ranked.ids, ref.ranked.ids)
+    res = index.search(order, 2, 3, rq)
+    np.testing.assert_array_equal(res.ids, [[0, 1, 2], [6, 7, 5], [2, 1, 3]])  # by hand
+    np.testing.assert_array_equal(res.n_candidates, [3, 3, 5])
+
+
+
+def test_certification_bound_by_hand():
+    """The certification rule of the class docstring with hand values: one bucket of the items
+    0..9 (D = 1, exact float32 arithmetic), a query at 0.5, k = 1, so kp = k + max(4, k/16) = 5
+    entries kept. The k-th exact distance is 0.25, the cut-off (5th matrix-product distance)
+    12.25, the bound err·(D + 3)·2⁻²⁴·(max‖x‖ + ‖q‖)² = err·4·9.5²·2⁻²⁴: the query is certified
+    iff err < 12·2²⁴ / 361 = 557,691.9; otherwise it is re-ranked over its whole list."""
+    t = InvertedHashTable.build(np.zeros((10, 1), np.int64))
+    index = HashTableIndex(t, np.arange(10, dtype=np.float32)[:, None])
+    calls = []
+    full = index._rerank_all
+
+    def spy(pos, exclude, n_buckets, counts, rq, k):
+        calls.append(rq.shape[0])
+        return full(pos, exclude, n_buckets, counts, rq, k)
+
+    index._rerank_all = spy
+    q, order = np.array([[0.5]], np.float32), np.array([[0]])
+    for err, fallback in ((557_000.0, []), (558_500.0, [1]), (4.0, []), (1e9, [1])):
+        calls.clear()
+        res = index.search(order, 1, 1, q, err=err)
+        assert calls == fallback, err
+        np.testing.assert_array_equal(res.ids, [[0]])
+        np.testing.assert_array_equal(res.dist, [[0.25]])
+    # the rule is strict: items 0..7, a query at 1 (kth 0, cut-off 9, bound err·4·8²·2⁻²⁴, exact in
+    # float64): at err = 9·2¹⁶ the bound equals the margin, and the query is not certified
+    t = InvertedHashTable.build(np.zeros((8, 1), np.int64))
+    index = HashTableIndex(t, np.arange(8, dtype=np.float32)[:, None])
+    full = index._rerank_all
+    index._rerank_all = spy
+    for err, fallback in ((9 * 2.0**16, [1]), (9 * 2.0**16 - 1, [])):
+        calls.clear()
+        index.search(order, 1, 1, np.array([[1.0]], np.float32), err=err)
+        assert calls == fallback, err
+
+
+def test_more_queries_than_items():
+    """Thirteen queries over six items: the per-(query, item) keys of the de-duplication must not
+    collide across queries (query 6's item 0 is not query 0's item 1)."""
+    t = InvertedHashTable.build(HAND)                             # two buckets per item
+    emb = np.arange(12, dtype=np.float32).reshape(6, 2)
+    rng = np.random.default_rng(13)
+    order = np.argsort(rng.random((13, 4)), axis=1)
+    order[::3] = [0, 1, 2, 3]
+    rq = rng.standard_normal((13, 2)).astype(np.float32) * 4
+    index = HashTableIndex(t, emb)
+    for s, k in ((2, 3), (1, 4), (2, 6)):
+        ref = candidates_loop(t, order, s, k)
+        got = candidates(t, order, s, k)
+        np.testing.assert_array_equal(got.ids, ref.ids)
+        np.testing.assert_array_equal(got.offsets, ref.offsets)
+        for keep in (False, True):
+            ref = search_loop(t, order, s, k, rq, emb, keep_candidates=keep)
+            res = index.search(order, s, k, rq, keep_candidates=keep)
+            np.testing.assert_array_equal(res.ids, ref.ids)
+            np.testing.assert_array_equal(res.dist, ref.dist)
+
+
+def test_time_call_and_hash_search_defaults():
+    """time_call's defaults: one warm-up, five timed calls, one thread; the hash index's search
+    probes only the query's own bucket (nflip = 0) unless told otherwise."""
+    import torch
+
+    calls = []
+    before = faiss.omp_get_max_threads(), torch.get_num_threads()
+    try:
+        faiss.omp_set_num_threads(3)
+        torch.set_num_threads(3)
+        r = time_call(lambda: calls.append((faiss.omp_get_max_threads(), torch.get_num_threads())))
+    finally:
+        faiss.omp_set_num_threads(before[0])
+        torch.set_num_threads(before[1])
+    assert calls == [(1, 1)] * 6 and len(r["all_s"]) == 5 and r["threads"] == 1
+    rng = np.random.default_rng(14)
+    codes = pm1(rng, 400, 16)
+    index = BinaryHashIndex(codes, b=8)
+    default, own, flip1 = (index.search(codes[:10], 5), index.search(codes[:10], 5, nflip=0),
+                           index.search(codes[:10], 5, nflip=1))
+    for a, b in zip(default, own):
+        np.testing.assert_array_equal(a, b)
+    assert (flip1[2] > own[2]).all()                               # one flip computes more distances
+
+
+def test_tiny_chunks_give_the_same_results(monkeypatch):
+    """Every chunked path (probes, candidate lists, re-ranking, bucket scoring, the LUT scorer and
+    the reconstruction norms) with chunks of a few elements gives the unchunked results (the
+    hash table's bit for bit; the LUT scores to rounding: BLAS sums a one-row product in another
+    order)."""
+    from hashbench.benchmark.search import additive, sparse
+
+    rng = np.random.default_rng(15)
+    n, d, D, nq = 300, 8, 4, 25
+    ib = np.argsort(rng.random((n, d)), axis=1)[:, :2]
+    emb = rng.standard_normal((n, D)).astype(np.float32)
+    order = np.argsort(rng.random((nq, d)), axis=1)
+    t = InvertedHashTable.build(ib)
+    cb = rng.standard_normal((3, 4, D)).astype(np.float32)
+    codes = rng.integers(0, 4, (n, 3))
+    xq = rng.standard_normal((nq, D)).astype(np.float32)
+
+    def run():
+        index = HashTableIndex(t, emb)
+        out = [candidates(t, order, 2, 40, np.arange(nq)).ids]
+        for k, keep in ((20, False), (80, False), (20, True)):  # buckets of ~75: scored by BLAS / whole
+            res = index.search(order, 1, k, emb[:nq], exclude=np.arange(nq), keep_candidates=keep)
+            out += [res.ids, res.dist, res.n_candidates]
+        out += [lut_scores(xq, cb, codes, metric="l2"), reconstruction_sq_norms(cb, codes)]
+        return out
+
+    whole = run()
+    monkeypatch.setattr(sparse, "_CHUNK_ELEMS", 16)
+    monkeypatch.setattr(additive, "_CHUNK_ELEMS", 16)
+    got = run()
+    for a, b in zip(got[:-2], whole[:-2]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(got[-2], whole[-2], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got[-1], whole[-1])
+
+
+def test_loop_oracle_types_and_defaults():
+    """The loop oracle returns what the fast path returns, dtypes included (int64 offsets, ids,
+    counts and probes; float32 distances), with and without queries, re-ranking and kept lists,
+    and keeps no candidate lists by default."""
+    t = InvertedHashTable.build(HAND)
+    emb = np.arange(12, dtype=np.float32).reshape(6, 2)
+    empty = candidates_loop(t, np.array([[7, 9], [0, 8]]), 1, 1)  # absent buckets: nothing gathered
+    np.testing.assert_array_equal(empty.ids, [0, 3])
+    np.testing.assert_array_equal(empty.offsets, [0, 0, 2])
+    for order in (np.array([[2, 0, 3, 1], [3, 1, 0, 2]]), np.zeros((0, 4), np.int64)):
+        nq = order.shape[0]
+        rq = np.ones((nq, 2), np.float32)
+        c = candidates_loop(t, order, 1, 3)
+        for a in (c.offsets, c.ids, c.counts, c.n_buckets):
+            assert a.dtype == np.int64
+        for rerank in (False, True):
+            args = (rq, emb) if rerank else ()
+            assert search_loop(t, order, 1, 3, *args).ranked is None
+            ref = search_loop(t, order, 1, 3, *args, keep_candidates=True)
+            fast = (HashTableIndex(t, emb).search(order, 1, 3, rq, keep_candidates=True) if rerank
+                    else HashTableIndex(t).search(order, 1, 3, keep_candidates=True))
+            pairs = [(ref.ids, fast.ids), (ref.n_candidates, fast.n_candidates), (ref.n_buckets, fast.n_buckets),
+                     (ref.ranked.ids, fast.ranked.ids), (ref.ranked.offsets, fast.ranked.offsets),
+                     (ref.ranked.counts, fast.ranked.counts), (ref.ranked.n_buckets, fast.ranked.n_buckets)]
+            if rerank:
+                pairs += [(ref.dist, fast.dist), (ref.ranked_dist, fast.ranked_dist)]
+            for a, b in pairs:
+                assert a.dtype == b.dtype and a.dtype in (np.int64, np.float32)
+                np.testing.assert_array_equal(a, b)
+
+
+def test_one_item_table_with_and_without_exclusion():
+    """A database of one item, one query excluding it and one not: the excluded query has no
+    candidate, the other has the item (the placeholder index of non-excluding queries stays 0)."""
+    t = InvertedHashTable.build(np.array([[0, 1]]))
+    index = HashTableIndex(t, np.ones((1, 2), np.float32))
+    res = index.search(np.array([[0, 1], [1, 0]]), 1, 1, np.zeros((2, 2), np.float32), exclude=np.array([0, -1]))
+    np.testing.assert_array_equal(res.ids, [[-1], [0]])
+    np.testing.assert_array_equal(res.n_candidates, [0, 1])
+    np.testing.assert_array_equal(res.n_buckets, [2, 1])

@@ -8,7 +8,9 @@ make that test pass. The earlier run's non-killed mutants (its survivors file, o
 
     python scripts/dev/mutation_combine.py STAGE_DIR RERUN_NAMES EARLIER_SURVIVORS GROUP OUT_DIR
 
-STAGE_DIR: the re-run's staging directory (``mutmut results --all true`` is read there);
+STAGE_DIR: the re-run's staging directory (``mutmut results --all true`` is read there); several,
+comma-separated, when the re-run was split (a second run with later tests over the first's open
+mutants): a later directory's status replaces an earlier one's for every mutant it ran;
 RERUN_NAMES: the ``--only`` file of the re-run (names or globs). Appends to OUT_DIR/scores.csv
 (revision, group, killed, survived, not_run, other, total, ...), writes OUT_DIR/open-GROUP.txt
 (every re-run mutant not killed, with its status; ``scripts/dev/mutation.py --collect`` writes their
@@ -35,11 +37,13 @@ def statuses(stage: Path) -> dict[str, str]:
 
 
 def main(stage, rerun_names, earlier, group, out_dir) -> int:
-    stage, out_dir = Path(stage), Path(out_dir)
+    out_dir = Path(out_dir)
     patterns = Path(rerun_names).read_text().split()
     earlier_open = {line[2:].split(": ")[0] for line in Path(earlier).read_text().splitlines()
                     if line.startswith("# hashbench")}
-    status = statuses(stage)
+    status: dict[str, str] = {}
+    for one in stage.split(","):                              # later runs replace what they ran
+        status.update({k: v for k, v in statuses(Path(one)).items() if v != "not checked" or k not in status})
     in_rerun = {k for k in status if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
     missing = earlier_open - set(status)
     assert not (earlier_open & set(status)) - in_rerun, "an earlier non-killed mutant was not re-run"
