@@ -37,18 +37,6 @@ def start_sweep(path: Path, executor: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def first_submitted(store: Path, timeout: float = 300) -> tuple[str, dict]:
-    """(identity, record) of the first cell the manifest lists as submitted."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        cells = manifest(store)["cells"]
-        for ident in sorted(cells):
-            if cells[ident]["state"] == "submitted" and cells[ident]["job_ids"]:
-                return ident, cells[ident]
-        time.sleep(0.2)
-    raise AssertionError("no cell was submitted in time")
-
-
 def wait_for(predicate, timeout: float = 300, what: str = "condition") -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:

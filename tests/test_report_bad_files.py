@@ -77,7 +77,10 @@ def test_ctrl_c_during_training_is_one_line_status_130_and_no_run(tmp_path):
     out = tmp_path / "runs"
     argv = [hashbench, "run", "--method", "hashnet", "--dataset", "digits", "--bits", "16", "--seeds", "0",
             "--epochs", "5000", "--device", "cpu", "--no-speed", "--no-progress", "--out", str(out)]  # never ends first
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT's default action restored in the child: a shell starts background jobs with SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler (the run would ignore Ctrl-C, as under nohup)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:   # the first epoch logged: training runs
         if list(out.glob(".tmp-*/logs/metrics.csv")):

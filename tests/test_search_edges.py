@@ -771,3 +771,70 @@ def test_one_item_table_with_and_without_exclusion():
     np.testing.assert_array_equal(res.ids, [[-1], [0]])
     np.testing.assert_array_equal(res.n_candidates, [0, 1])
     np.testing.assert_array_equal(res.n_buckets, [2, 1])
+
+
+# --- the hash table's last survivors (session 4, rerun4): hand values for each ---
+
+def test_an_excluded_item_without_buckets_is_not_subtracted_from_the_union():
+    """Item 3 is in no bucket: excluding it removes nothing (count 2, one bucket suffices for k = 2)."""
+    t = InvertedHashTable.build(np.array([[0, 1], [1, 2], [2, 3], [-1, -1]]))
+    order, exclude = np.array([[1, 2, 0, 3]]), np.array([3])
+    one = candidates(t, order, 1, 1, exclude)
+    assert one.counts.tolist() == [2] and sorted(one[0].tolist()) == [0, 1]
+    two = candidates(t, order, 1, 2, exclude)
+    assert two.n_buckets.tolist() == [1]
+    loop = candidates_loop(t, order, 1, 2, exclude)
+    assert two.counts.tolist() == loop.counts.tolist() and two.n_buckets.tolist() == loop.n_buckets.tolist()
+
+
+def test_empty_database_gives_empty_candidates_and_padded_results():
+    t = InvertedHashTable.build(np.zeros((0, 2), np.int64))
+    c = candidates(t, np.array([[0, 1]]), 1, 1)
+    assert c.counts.tolist() == [0] and c.n_buckets.tolist() == [2] and len(c[0]) == 0
+    r = search(t, np.array([[0, 1]]), 1, 2, np.zeros((1, 3), np.float32), np.zeros((0, 3), np.float32))
+    assert r.ids.tolist() == [[-1, -1]]
+
+
+def test_a_bucket_repeated_after_another_is_probed_once_in_first_order():
+    t = InvertedHashTable.build(np.array([0, 1, 2]))
+    order = np.array([[0, 1, 2, 1, 0]])
+    assert candidates(t, order, 5, 1)[0].tolist() == [0, 1, 2]
+    assert search(t, order, 5, 3).ids.tolist() == [[0, 1, 2]]
+
+
+def test_bucket_ids_above_two_to_the_53_stay_exact():
+    """Bucket ids are int64 throughout: 2^53 and 2^53 + 1 are different buckets (float64 would merge them)."""
+    big = np.int64(2) ** 53
+    t = InvertedHashTable.build(np.array([[big], [big + 1]]))
+    assert candidates(t, np.array([[big + 1]]), 1, 1)[0].tolist() == [1]
+    assert candidates(t, np.array([[big]]), 1, 1)[0].tolist() == [0]
+
+
+def test_a_float_exclude_array_is_read_as_item_ids():
+    t = InvertedHashTable.build(HAND)
+    assert candidates(t, np.array([[0, 2, 1, 3]]), 1, 1, np.array([3.0]))[0].tolist() == [0]
+
+
+def test_a_float64_rerank_embedding_is_stored_and_ranked_in_float32():
+    t = InvertedHashTable.build(HAND)
+    assert HashTableIndex(t, np.zeros((6, 3))).memory_bytes() == HashTableIndex(t).memory_bytes() + 10 * 3 * 4 + 10 * 4
+    r = HashTableIndex(t, np.arange(6.0)[:, None]).search(np.array([[2, 0, 3, 1]]), 1, 3, np.array([[2.2]], np.float32),
+                                                          keep_candidates=True)
+    assert r.ranked_dist.dtype == np.float32
+
+
+@pytest.mark.parametrize("item_buckets, nbytes", [([[0, 1]] * 20, 888), ([[0], [1], [1]], 168), ([[0, 1]], 128)])
+def test_memory_bytes_hand_values(item_buckets, nbytes):
+    """Offsets, item ids, the per-item bucket lists and their signatures, as search_scale reports them."""
+    assert HashTableIndex(InvertedHashTable.build(np.array(item_buckets))).memory_bytes() == nbytes
+
+
+def test_item_lists_keep_each_items_buckets_once_in_order_padded_with_minus_one():
+    index = HashTableIndex(InvertedHashTable.build(HAND))
+    assert index.item_lists.tolist() == [[0, 1], [1, 2], [2, 3], [0, 3], [3, -1], [1, -1]]
+
+
+def test_probes_pad_with_minus_one_as_documented():
+    index = HashTableIndex(InvertedHashTable.build(HAND))
+    assert index.probes(np.array([[2, 0, 3, 1], [3, 1, 0, 2]]), 1, 3, np.array([-1, -1]))[0].tolist() == [[2, 0], [3, -1]]
+    assert index.probes(np.array([[0, 0, 1]]), 2, 1, np.array([-1]))[0].tolist() == [[0, -1]]
