@@ -37,6 +37,22 @@ def start_sweep(path: Path, executor: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def first_started_cell(store: Path, started, what: str) -> tuple[str, object]:
+    """(identity, ``started(record)``) of the first submitted cell, in identity order, for which
+    ``started`` returns something truthy (its job running, its processes): a cell of the first wave
+    (two of the four run at once), so a test need not wait for a wave to end before it kills one."""
+    found: list[tuple[str, object]] = []
+
+    def any_started() -> bool:
+        cells = manifest(store)["cells"]
+        found[:] = [(i, hit) for i, r in sorted(cells.items()) if r["state"] == "submitted"
+                    for hit in [started(r)] if hit][:1]
+        return bool(found)
+
+    wait_for(any_started, what=what)
+    return found[0]
+
+
 def wait_for(predicate, timeout: float = 300, what: str = "condition") -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from _sweep_common import (HASHBENCH, check_killed_then_completed, finish, manifest, start_sweep,
-                           wait_for, write_sweep)
+from _sweep_common import (HASHBENCH, check_killed_then_completed, finish, first_started_cell, manifest,
+                           start_sweep, write_sweep)
 
 pytest.importorskip("ray", reason="the ray executor needs the [cluster] extra (pip install -e '.[cluster]')")
 
@@ -38,26 +38,12 @@ def _cell_pids(store: Path, cell_name: str) -> list[int]:
     return pids
 
 
-def _first_started(store: Path) -> tuple[str, list[int]]:
-    """(identity, process ids) of the first submitted cell whose process runs: a cell of the first
-    wave (two of the four run at once), so the test does not wait for a wave to end before killing."""
-    found: list[tuple[str, list[int]]] = []
-
-    def started() -> bool:
-        cells = manifest(store)["cells"]
-        found[:] = [(i, pids) for i, r in sorted(cells.items()) if r["state"] == "submitted"
-                    for pids in [_cell_pids(store, r["name"])] if pids][:1]
-        return bool(found)
-
-    wait_for(started, what="a cell's process to start")
-    return found[0]
-
-
 def test_ray_sweep_kill_one_cell_and_rerun(tmp_path):
     path, store = write_sweep(tmp_path)
     proc = start_sweep(path, "ray")
     try:
-        ident, pids = _first_started(store)
+        ident, pids = first_started_cell(store, lambda rec: _cell_pids(store, rec["name"]),
+                                         what="a cell's process to start")
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         first = finish(proc)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from _sweep_common import (HASHBENCH, check_killed_then_completed, finish, manifest, start_sweep, wait_for,
-                           write_sweep)
+from _sweep_common import (HASHBENCH, check_killed_then_completed, finish, first_started_cell, manifest,
+                           start_sweep, write_sweep)
 from hashbench.benchmark import resume
 
 pytest.importorskip("submitit", reason="the slurm executor needs the [cluster] extra (pip install -e '.[cluster]')")
@@ -47,26 +47,17 @@ def _job_state(job_id: str) -> str:
     return res.stdout.strip()
 
 
-def _first_running(store: Path) -> tuple[str, str]:
-    """(identity, job id) of the first cell whose job SLURM runs: a cell of the array's first wave
-    (``array_parallelism`` 2 of the 4), so the test does not wait for a wave to end before cancelling."""
-    found: list[tuple[str, str]] = []
-
-    def running() -> bool:
-        cells = manifest(store)["cells"]
-        found[:] = [(i, r["job_ids"][0]) for i, r in sorted(cells.items())
-                    if r["state"] == "submitted" and r["job_ids"] and _job_state(r["job_ids"][0]) == "RUNNING"][:1]
-        return bool(found)
-
-    wait_for(running, what="a cell's job to run")
-    return found[0]
+def _running_job(rec: dict) -> str | None:
+    """The cell's job id while SLURM runs it, else None."""
+    job = rec["job_ids"][0] if rec["job_ids"] else None
+    return job if job and _job_state(job) == "RUNNING" else None
 
 
 def test_slurm_sweep_scancel_one_cell_and_rerun(slurm_cluster, tmp_path):
     path, store = write_sweep(tmp_path)
     proc = start_sweep(path, "slurm")
     try:
-        ident, job = _first_running(store)
+        ident, job = first_started_cell(store, _running_job, what="a cell's job to run")
         subprocess.run(["scancel", job], check=True, timeout=60)
         first = finish(proc)
     finally:
